@@ -1,0 +1,139 @@
+"""The offline model: a real LangChain chat model that answers extractively from the given passages.
+
+It reads the tagged context the answer prompt carries (see `agents.prompts`), picks the sentences that
+best match the question, cites them, and streams the result word by word. Every answer ends with a
+label saying no language model wrote it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Iterator
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+from agents.prompts import parse_answer_context
+from tools.sparse import terms
+
+OFFLINE_MODEL_NAME = "offline-extractive"
+OFFLINE_LABEL = (
+    "_Offline answer: these sentences are quoted from the book; no language model is configured "
+    "(set OPENAI_API_KEY or OPENAI_BASE_URL for written answers)._"
+)
+NOT_FOUND = "I could not find this in the book."
+SMALL_TALK_REPLY = (
+    "Hello! I'm the tutor for this book. Ask me about anything in it, or select a passage and ask me to "
+    "explain it."
+)
+
+_FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.M | re.S)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9*`\"(\[])")
+_MARKUP = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s+|#+\s+|>\s+|\|)|\*\*|__")
+
+
+def _sentences(text: str) -> list[str]:
+    """Prose sentences and list items of a passage; code blocks and table rows are left out."""
+    prose = _FENCE.sub("\n", text)
+    found = []
+    for line in prose.splitlines():
+        line = line.strip()
+        if not line or line.startswith("|") or set(line) <= set("-=*_ |:"):
+            continue
+        line = _MARKUP.sub("", line).strip(" •")
+        for sentence in _SENTENCE_END.split(line):
+            if len(sentence.split()) >= 4:
+                found.append(sentence.strip())
+    return found
+
+
+def extractive_answer(context: dict[str, Any], *, max_sentences: int = 4) -> str:
+    """Pick and cite the sentences of the passages that best answer the question."""
+    question_terms = set(terms(context["question"]))
+    passages = context["passages"]
+    selection = context.get("selection")
+    if not passages and not selection:
+        return NOT_FOUND
+
+    candidates: list[tuple[int, int, str]] = []  # (passage n, position, sentence); n=0 is the selection
+    if selection:
+        candidates += [(0, i, s) for i, s in enumerate(_sentences(selection))]
+    for passage in passages:
+        candidates += [(passage["n"], i, s) for i, s in enumerate(_sentences(passage["text"]))]
+    if not candidates:
+        return NOT_FOUND
+
+    # Terms found in fewer sentences say more about the question (an IDF over the candidates).
+    sentence_terms = [set(terms(s)) for _, _, s in candidates]
+    frequency: dict[str, int] = {}
+    for found in sentence_terms:
+        for term in found & question_terms:
+            frequency[term] = frequency.get(term, 0) + 1
+
+    def score(i: int) -> float:
+        n = candidates[i][0]
+        matched = sentence_terms[i] & question_terms
+        lexical = sum(math.log(1 + len(candidates) / frequency[t]) for t in matched)
+        rank_prior = 1.0 / (1 + n) if n else 2.0  # the selection and top passages come first
+        return lexical + rank_prior
+
+    ranked = sorted(range(len(candidates)), key=score, reverse=True)
+    chosen = [i for i in ranked[:max_sentences] if score(i) > 1.0 or i == ranked[0]]
+    chosen.sort(key=lambda i: (candidates[i][0] or 0, candidates[i][1]))
+
+    # The retrieve step puts the section a selection came from first, so the selection cites [1].
+    cite_selection = 1 if passages else None
+    lines = []
+    for i in chosen:
+        n, _, sentence = candidates[i]
+        marker = n or cite_selection
+        lines.append(f"{sentence} [{marker}]" if marker else sentence)
+    lead = "About the selected passage: " if selection else ""
+    return lead + " ".join(lines)
+
+
+class OfflineChatModel(BaseChatModel):
+    """Answers from the passages in its prompt, without a language model."""
+
+    model_name: str = OFFLINE_MODEL_NAME
+
+    @property
+    def _llm_type(self) -> str:
+        return "booktutor-offline"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name}
+
+    def _reply(self, messages: list[BaseMessage]) -> str:
+        last = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
+        text = last.text if last is not None else ""
+        context = parse_answer_context(text)
+        if not context["grounded"]:
+            return SMALL_TALK_REPLY
+        return f"{extractive_answer(context)}\n\n{OFFLINE_LABEL}"
+
+    def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any) -> ChatResult:
+        message = AIMessage(self._reply(messages), response_metadata={"model_name": self.model_name})
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        for token in re.findall(r"\S+\s*|\s+", self._reply(messages)):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=token))
+            if run_manager:
+                run_manager.on_llm_new_token(token, chunk=chunk)
+            yield chunk
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="", response_metadata={"model_name": self.model_name, "finish_reason": "stop"}
+            )
+        )

@@ -1,0 +1,125 @@
+"""Prompts per role, and the tagged context block the answer prompt (and the offline model) share."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any, Mapping, Sequence
+
+from langchain_core.messages import AnyMessage, HumanMessage, SystemMessage
+from langchain_core.prompts import ChatPromptTemplate
+
+ANSWER_SYSTEM = """You are the tutor of an online textbook. Answer the reader's question using only the \
+passages from the book given with the question. Cite every fact with the number of its passage in square \
+brackets, like [1] or [2][3]. If the passages do not contain the answer, say so plainly and suggest what \
+to look up instead; never invent facts, commands or APIs. Keep code exactly as it appears in the book.
+When a selected passage is given, the question is about that passage: explain it first, then use the other \
+passages only to add context.
+{reader}"""
+
+SMALL_TALK_SYSTEM = """You are the friendly tutor of an online textbook. The reader is making small talk; \
+reply briefly and warmly, and offer to help with the book. Do not make up facts about the book.
+{reader}"""
+
+REWRITE_PROMPT = ChatPromptTemplate.from_messages(
+    [
+        (
+            "system",
+            "You turn a reader's latest message into one standalone search query for a textbook's search "
+            "engine. Resolve pronouns and references using the conversation. Keep the technical terms the "
+            "reader used and add the ones the book would use for someone with this background. Reply with "
+            "the query only, no quotes, no explanation.\n{reader}",
+        ),
+        ("human", "Conversation so far:\n{history}\n\nLatest message: {question}\n\nStandalone search query:"),
+    ]
+)
+
+TRANSLATE_PROMPT = ChatPromptTemplate.from_messages(
+    [
+        (
+            "system",
+            "Translate the user's Markdown text into {language_name}. Keep the Markdown structure: headings, "
+            "lists, tables, emphasis and citation markers such as [1] stay where they are. Tokens that look "
+            "like ⟦0⟧, ⟦1⟧ stand for code, URLs or formulas: copy each one exactly once, unchanged. Technical "
+            "terms with no common {language_name} equivalent may stay in English. Reply with the translation "
+            "only.",
+        ),
+        ("human", "{text}"),
+    ]
+)
+
+PROFILE_FIELDS = {
+    "software_background": "Software background",
+    "hardware_background": "Hardware background",
+    "experience_level": "Experience level",
+    "goals": "Goals",
+}
+
+
+def describe_reader(profile: Mapping[str, Any] | None) -> str:
+    """A short paragraph about the reader for system prompts; empty when nothing is known."""
+    if not profile:
+        return ""
+    lines = [f"- {label}: {profile[key]}" for key, label in PROFILE_FIELDS.items() if profile.get(key)]
+    if not lines:
+        return ""
+    return (
+        "\nWrite for this reader: match their level, relate new ideas to what they already know and to "
+        "their goals.\n" + "\n".join(lines)
+    )
+
+
+def format_passages(passages: Sequence[Mapping[str, Any]]) -> str:
+    """Numbered passages in tags a model can cite and the offline model can parse back."""
+    blocks = []
+    for n, passage in enumerate(passages, start=1):
+        attributes = " ".join(
+            f'{key}="{html.escape(str(passage.get(key, "")), quote=True)}"' for key in ("title", "heading", "path")
+        )
+        blocks.append(f'<passage n="{n}" {attributes}>\n{passage["text"]}\n</passage>')
+    return "<passages>\n" + "\n".join(blocks) + "\n</passages>" if blocks else "<passages>\n</passages>"
+
+
+def answer_messages(
+    *,
+    question: str,
+    passages: Sequence[Mapping[str, Any]],
+    history: Sequence[AnyMessage] = (),
+    selected_text: str | None = None,
+    small_talk: bool = False,
+    profile: Mapping[str, Any] | None = None,
+) -> list[AnyMessage]:
+    """The message list for the answer role."""
+    reader = describe_reader(profile)
+    if small_talk:
+        return [SystemMessage(SMALL_TALK_SYSTEM.format(reader=reader)), *history, HumanMessage(question)]
+    parts = []
+    if selected_text:
+        parts.append(f"<selection>\n{selected_text}\n</selection>")
+    parts.append(format_passages(passages))
+    parts.append(f"<question>\n{question}\n</question>")
+    return [SystemMessage(ANSWER_SYSTEM.format(reader=reader)), *history, HumanMessage("\n\n".join(parts))]
+
+
+_PASSAGE = re.compile(r'<passage n="(\d+)"([^>]*)>\n(.*?)\n</passage>', re.S)
+_ATTRIBUTE = re.compile(r'(\w+)="([^"]*)"')
+
+
+def parse_answer_context(text: str) -> dict[str, Any]:
+    """The question, selection and passages of an answer prompt built by `answer_messages`."""
+    question = re.search(r"<question>\n(.*?)\n</question>", text, re.S)
+    selection = re.search(r"<selection>\n(.*?)\n</selection>", text, re.S)
+    passages = [
+        {
+            "n": int(n),
+            **{k: html.unescape(v) for k, v in _ATTRIBUTE.findall(attributes)},
+            "text": body,
+        }
+        for n, attributes, body in _PASSAGE.findall(text)
+    ]
+    return {
+        "question": question.group(1) if question else text,
+        "selection": selection.group(1) if selection else None,
+        "passages": passages,
+        "grounded": question is not None,
+    }

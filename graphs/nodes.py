@@ -1,0 +1,236 @@
+"""The steps of a turn. Each is a thin call into a tool from `tools/` or a model from `agents/`."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.tools import BaseTool
+from langgraph.graph import END
+from langgraph.runtime import Runtime
+from langgraph.types import Overwrite
+
+from agents.models import answer_model, model_name, rewriter, translator
+from agents.prompts import answer_messages
+from graphs.context import Context
+from graphs.state import State, TurnKind
+from tools.errors import BooktutorError
+from tools.index import open_book_index
+from tools.personalization import build_rewrite_tool, looks_like_follow_up
+from tools.retrieval import build_search_tool
+from tools.translation import build_translate_tool
+
+TURN_INPUTS = ("selected_text", "page", "language")
+
+_SMALL_TALK = re.compile(
+    r"^\s*(hi|hello|hey|hiya|yo|salam|assalam[ou] ?alaikum|good (morning|afternoon|evening)|thanks|thank you|"
+    r"thx|ok(ay)?|cool|great|nice|bye|goodbye|see you|who are you|what can you do|how are you)\b[\s\w,!.?']*$",
+    re.I,
+)
+_TRANSLATE = re.compile(r"^\s*(please\s+)?translate\b", re.I)
+_LANGUAGE_NAMES = {"urdu": "ur", "arabic": "ar", "hindi": "hi", "spanish": "es", "french": "fr", "german": "de",
+                   "chinese": "zh", "english": "en", "persian": "fa", "turkish": "tr", "bengali": "bn"}
+_CITATION = re.compile(r"\[(\d{1,2})\]")
+
+
+def _context(runtime: Runtime[Context] | None) -> Context:
+    return (runtime.context if runtime is not None else None) or Context()
+
+
+def _last_human(messages: list[AnyMessage]) -> HumanMessage:
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            return message
+    raise BooktutorError("A turn needs a message from the reader.", code="empty_message")
+
+
+def turn_inputs(state: State) -> dict[str, Any]:
+    """selected_text, page and language of the current turn, as the route step stored them."""
+    return _last_human(state["messages"]).additional_kwargs.get("turn", {})
+
+
+def _history(messages: list[AnyMessage], limit: int) -> list[AnyMessage]:
+    """Earlier human/AI messages (not the current question), newest `limit`."""
+    earlier = [m for m in messages[:-1] if isinstance(m, (HumanMessage, AIMessage)) and m.text]
+    return earlier[-limit:] if limit else []
+
+
+def classify_turn(question: str, *, selected_text: str | None, has_history: bool) -> TurnKind:
+    """Small talk, translate, explain-a-selection, follow-up or a fresh question."""
+    if _TRANSLATE.match(question):
+        return "translate"
+    if selected_text:
+        return "explain"
+    if _SMALL_TALK.match(question) and len(question.split()) <= 8:
+        return "small_talk"
+    if has_history and looks_like_follow_up(question):
+        return "follow_up"
+    return "question"
+
+
+def target_language(state: State, context: Context) -> str | None:
+    """The language to answer in: the turn's, else the reader's preferred one, else None (English)."""
+    inputs = turn_inputs(state)
+    language = inputs.get("language") or (context.profile or {}).get("preferred_language")
+    if state.get("turn") == "translate" and not inputs.get("language"):
+        asked = re.search(r"\b(?:in|into|to)\s+([a-z]+)", _last_human(state["messages"]).text, re.I)
+        language = _LANGUAGE_NAMES.get(asked.group(1).lower(), language) if asked else language
+    return None if not language or language.split("-")[0].lower() == "en" else language
+
+
+@lru_cache(maxsize=8)
+def _search_tool(home: str, url: str | None, api_key: str | None, collection: str, embedding: str | None) -> BaseTool:
+    index = open_book_index(
+        path=None if url else Path(home) / "qdrant",
+        url=url,
+        api_key=api_key,
+        collection=collection,
+        embedding_model=embedding,
+    )
+    return build_search_tool(index)
+
+
+def search_tool(context: Context) -> BaseTool:
+    """The `search_book` tool over the index this run's context points at."""
+    return _search_tool(context.home, context.qdrant_url, context.qdrant_api_key, context.collection, context.embedding_model)
+
+
+# -- nodes -------------------------------------------------------------------------------------------
+
+
+async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Decide the kind of turn and file this turn's inputs with the reader's message.
+
+    The per-turn inputs move onto the human message (so the thread's history shows what was selected)
+    and their channels are cleared, so nothing leaks into the next turn.
+    """
+    human = _last_human(state["messages"])
+    inputs = {key: state.get(key) for key in TURN_INPUTS if state.get(key)}
+    filed = human.model_copy(update={"additional_kwargs": {**human.additional_kwargs, "turn": inputs}})
+    turn = classify_turn(human.text, selected_text=inputs.get("selected_text"), has_history=len(state["messages"]) > 1)
+    return {
+        "messages": [filed],
+        "turn": turn,
+        "query": human.text,
+        "passages": Overwrite([]),
+        "citations": [],
+        "error": None,
+        **{key: None for key in TURN_INPUTS},
+    }
+
+
+async def rewrite_query(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Personalization-aware rewriting: a standalone query adapted to the reader."""
+    context = _context(runtime)
+    question = _last_human(state["messages"]).text
+    history = [
+        f"{'user' if isinstance(m, HumanMessage) else 'assistant'}: {m.text}"
+        for m in _history(state["messages"], context.history_turns)
+    ]
+    tool = build_rewrite_tool(rewriter())
+    query = await tool.ainvoke({"question": question, "history": history, "profile": context.profile})
+    selected = turn_inputs(state).get("selected_text")
+    if state.get("turn") == "explain" and selected:
+        # The selection says what the question is about better than "what does this mean?".
+        query = f"{query}\n{selected[:1000]}"
+    return {"query": query}
+
+
+async def retrieve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Hybrid search of the book; a selection's own section comes first."""
+    context = _context(runtime)
+    inputs = turn_inputs(state)
+    passages = await search_tool(context).ainvoke(
+        {
+            "query": state.get("query") or _last_human(state["messages"]).text,
+            "k": context.k,
+            "page": inputs.get("page"),
+            "selected_text": inputs.get("selected_text"),
+        }
+    )
+    return {"passages": passages}
+
+
+def cited(text: str, passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The passages an answer cites with [n] markers, in order of first mention."""
+    numbers = dict.fromkeys(int(n) for n in _CITATION.findall(text) if 1 <= int(n) <= len(passages))
+    return [
+        {"n": n, **{key: passages[n - 1][key] for key in ("path", "title", "heading", "url")}} for n in numbers
+    ]
+
+
+async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Write the grounded answer for this reader, citing passages as [1], [2]; tokens stream out."""
+    context = _context(runtime)
+    human = _last_human(state["messages"])
+    passages = state.get("passages") or []
+    messages = answer_messages(
+        question=human.text,
+        passages=passages,
+        history=_history(state["messages"], context.history_turns),
+        selected_text=turn_inputs(state).get("selected_text"),
+        small_talk=state.get("turn") == "small_talk",
+        profile=context.profile,
+    )
+    response = await answer_model().ainvoke(messages)
+    citations = cited(response.text, passages)
+    message = AIMessage(
+        content=response.text,
+        id=response.id,
+        additional_kwargs={"citations": citations, "model": model_name("answer")},
+        response_metadata=response.response_metadata,
+        usage_metadata=response.usage_metadata,
+    )
+    return {"messages": [message], "citations": citations}
+
+
+async def translate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Translate the answer (or, on a translate turn, the selection or last answer) into the reader's language."""
+    context = _context(runtime)
+    language = target_language(state, context) or "en"
+    messages = state["messages"]
+    if state.get("turn") == "translate":
+        source = turn_inputs(state).get("selected_text") or next(
+            (m.text for m in reversed(messages) if isinstance(m, AIMessage)), ""
+        )
+        target = None
+    else:
+        target = messages[-1]
+        source = target.text
+    if not source.strip():
+        return {"error": {"code": "nothing_to_translate", "message": "There is no text to translate yet."}}
+    try:
+        result = await build_translate_tool(translator()).ainvoke({"text": source, "language": language})
+    except BooktutorError as exc:
+        return {"error": exc.as_dict()}
+    extra = {"language": result["language"], "direction": result["direction"]}
+    if target is None:
+        return {"messages": [AIMessage(result["text"], additional_kwargs={**extra, "model": model_name("translate")})]}
+    translated = target.model_copy(
+        update={
+            "content": result["text"],
+            "additional_kwargs": {**target.additional_kwargs, **extra, "original": source},
+        }
+    )
+    return {"messages": [translated]}
+
+
+# -- routers -----------------------------------------------------------------------------------------
+
+
+def route_turn(state: State) -> Literal["rewrite_query", "answer", "translate"]:
+    """Small talk skips retrieval; a translate request goes straight to translation."""
+    turn = state.get("turn")
+    if turn == "small_talk":
+        return "answer"
+    if turn == "translate":
+        return "translate"
+    return "rewrite_query"
+
+
+def route_after_answer(state: State, runtime: Runtime[Context]) -> Literal["translate", "__end__"]:
+    """Translate the answer when the reader reads another language."""
+    return "translate" if target_language(state, _context(runtime)) else END

@@ -1,0 +1,308 @@
+"""The `booktutor` command line: ingest, ask, chat, eval, migrate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from server.settings import Settings, get_settings
+from tools.errors import BooktutorError
+
+app = typer.Typer(
+    name="booktutor",
+    help="A tutor for your online textbook: ingest a Docusaurus book, then ask it questions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(error: BooktutorError, *, as_json: bool = False) -> None:
+    if as_json:
+        print(json.dumps({"error": error.as_dict()}))
+    else:
+        err.print(f"[bold red]error[/] ({error.code}): {error.message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _run(coro, *, as_json: bool = False):
+    """Run a command's coroutine; booktutor errors become a message and exit code 1, never a traceback."""
+    try:
+        return asyncio.run(coro)
+    except BooktutorError as error:
+        _fail(error, as_json=as_json)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130)
+
+
+# -- ingest ------------------------------------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    path: Path = typer.Argument(..., help="The book's docs folder (Markdown and MDX files)."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Drop the index and ingest everything again."),
+    base_url: Optional[str] = typer.Option(None, help="URL path the docs are served under [BOOKTUTOR_BOOK_URL]."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Index a Docusaurus docs folder; unchanged files are skipped, deleted ones removed."""
+    settings = get_settings()
+    report = _run(_ingest(settings, path, rebuild=rebuild, base_url=base_url or settings.book_url, quiet=as_json), as_json=as_json)
+    if as_json:
+        print(json.dumps(report))
+    else:
+        out.print(
+            f"[bold green]Ingested[/] {report['files']} files from {report['root']} in {report['seconds']:.1f}s: "
+            f"{report['added']} added, {report['updated']} updated, {report['unchanged']} unchanged, "
+            f"{report['removed']} removed, {len(report['failed'])} failed; {report['chunks_written']} chunks written.",
+            highlight=False,
+        )
+        for failure in report["failed"]:
+            err.print(f"[yellow]warning[/]: skipped {failure['path']}: {failure['reason']}", highlight=False)
+    if report["failed"] and len(report["failed"]) == report["files"]:
+        raise typer.Exit(1)
+
+
+async def _ingest(settings: Settings, path: Path, *, rebuild: bool, base_url: str, quiet: bool) -> dict[str, Any]:
+    from server import crud
+    from server.db import create_engine, database_url, run_migrations, session_factory
+    from tools.docusaurus import find_doc_files
+    from tools.ingest import ingest_book
+
+    index = _open_index(settings)
+    total = len(find_doc_files(path)) if path.is_dir() else 0
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet or total == 0,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("Ingesting", total=total)
+        report = await asyncio.to_thread(
+            ingest_book,
+            path,
+            index,
+            base_url=base_url,
+            rebuild=rebuild,
+            on_file=lambda name: progress.update(task, advance=1, description=f"Ingesting {name[-40:]}"),
+        )
+    summary = report.as_dict()
+    url = await asyncio.to_thread(database_url, settings)
+    await asyncio.to_thread(run_migrations, url)
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as session:
+            await crud.record_ingest(session, collection=settings.collection, report=summary)
+    finally:
+        await engine.dispose()
+    return summary
+
+
+def _open_index(settings: Settings):
+    from tools.index import open_book_index
+
+    return open_book_index(
+        path=None if settings.qdrant_url else settings.qdrant_path,
+        url=settings.qdrant_url,
+        api_key=settings.qdrant_api_key,
+        collection=settings.collection,
+        embedding_model=settings.embedding_model,
+    )
+
+
+# -- ask and chat ------------------------------------------------------------------------------------
+
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="Your question about the book."),
+    thread: Optional[str] = typer.Option(None, "--thread", help="Continue this conversation (its id)."),
+    selected_text: Optional[str] = typer.Option(None, "--selected-text", help="A passage to explain or ask about."),
+    page: Optional[str] = typer.Option(None, "--page", help="Doc path or URL of the page you are reading."),
+    language: Optional[str] = typer.Option(None, "--language", help="Answer in this language, e.g. 'ur'."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streaming text."),
+) -> None:
+    """Ask one question; prints the answer with its sources and the thread id."""
+    settings = get_settings()
+    result = _run(
+        _ask(settings, question, thread=thread, selected_text=selected_text, page=page, language=language, stream=not as_json),
+        as_json=as_json,
+    )
+    if as_json:
+        print(json.dumps(result.as_dict(), ensure_ascii=False))
+    else:
+        _print_sources(result)
+        err.print(f"[dim]thread: {result.thread_id} · model: {result.model}[/]", highlight=False)
+    if result.error:
+        if not as_json:
+            err.print(f"[bold red]error[/] ({result.error['code']}): {result.error['message']}", highlight=False)
+        raise typer.Exit(1)
+
+
+async def _ask(settings: Settings, question: str, *, stream: bool, **turn: Any):
+    from server.tutor import open_tutor, validate_turn
+
+    # Checked before Postgres starts, so bad input fails fast and writes nothing.
+    validate_turn(settings, message=question, selected_text=turn.get("selected_text"), language=turn.get("language"))
+    async with open_tutor(settings) as tutor:
+        return await _turn(tutor, question, stream=stream, **turn)
+
+
+async def _turn(tutor, question: str, *, stream: bool, thread: str | None, **turn: Any):
+    streamed: list[str] = []
+
+    def on_token(token: str) -> None:
+        streamed.append(token)
+        out.print(token, end="", markup=False, highlight=False, soft_wrap=True)
+
+    translating = bool(turn.get("language")) and turn["language"].split("-")[0].lower() != "en"
+    result = await tutor.run_turn(question, thread_id=thread, on_token=on_token if stream and not translating else None, **turn)
+    if stream:
+        if not streamed or result.language != "en":
+            out.print(result.answer, markup=False, highlight=False, soft_wrap=True)
+        else:
+            out.print()
+    return result
+
+
+def _print_sources(result) -> None:
+    if result.citations:
+        out.print("\n[bold]Sources[/]")
+        for c in result.citations:
+            heading = f" — {c['heading']}" if c["heading"] and c["heading"] != c["title"] else ""
+            out.print(f"  [{c['n']}] {c['title']}{heading}  ({c['path']})  {c['url']}", markup=False, highlight=False)
+
+
+@app.command()
+def chat(
+    thread: Optional[str] = typer.Option(None, "--thread", help="Continue this conversation (its id)."),
+    language: Optional[str] = typer.Option(None, "--language", help="Answer in this language, e.g. 'ur'."),
+) -> None:
+    """Talk with the tutor in the terminal. /new starts a new thread, /quit (or Ctrl-D) leaves."""
+    settings = get_settings()
+    _run(_chat(settings, thread=thread, language=language))
+
+
+async def _chat(settings: Settings, *, thread: str | None, language: str | None) -> None:
+    from server.tutor import open_tutor
+
+    async with open_tutor(settings) as tutor:
+        if thread:
+            await tutor.ensure_thread(thread_id=thread, title="")
+            for message in await tutor.history(thread):
+                out.print(f"[bold]{'you' if message['role'] == 'user' else 'tutor'}>[/] {message['content']}", highlight=False)
+        err.print("[dim]Ask about the book. /new starts over, /quit leaves.[/]")
+        while True:
+            try:
+                question = await asyncio.to_thread(input, "you> ")
+            except EOFError:
+                out.print()
+                return
+            question = question.strip()
+            if question in ("/quit", "/exit"):
+                return
+            if question == "/new":
+                thread = None
+                err.print("[dim]new conversation[/]")
+                continue
+            if not question:
+                continue
+            out.print("[bold]tutor>[/] ", end="")
+            try:
+                result = await _turn(tutor, question, stream=True, thread=thread, language=language)
+            except BooktutorError as error:
+                err.print(f"[bold red]error[/] ({error.code}): {error.message}", highlight=False)
+                continue
+            thread = result.thread_id
+            _print_sources(result)
+            if result.error:
+                err.print(f"[bold red]error[/] ({result.error['code']}): {result.error['message']}", highlight=False)
+
+
+# -- eval --------------------------------------------------------------------------------------------
+
+
+@app.command("eval")
+def evaluate(
+    file: Path = typer.Argument(..., help="JSONL questions with expected_sources (see shared/eval)."),
+    k: int = typer.Option(5, "--k", min=1, max=50, help="Cut-off for recall@k."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Measure retrieval on an evaluation set: recall@k and MRR, overall and per kind."""
+    from tools.evaluation import evaluate_file
+
+    settings = get_settings()
+
+    async def run():
+        return await asyncio.to_thread(evaluate_file, file, _open_index(settings), k=k)
+
+    report = _run(run(), as_json=as_json)
+    if as_json:
+        print(json.dumps(report))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Retrieval on {file.name} (k={k})")
+    for column in ("kind", "questions", f"recall@{k}", "MRR"):
+        table.add_column(column, justify="right" if column != "kind" else "left")
+    for kind, row in [*report["by_kind"].items(), ("overall", report["overall"])]:
+        table.add_row(kind, str(row["questions"]), f"{row['recall']:.3f}", f"{row['mrr']:.3f}")
+    out.print(table)
+    for miss in report["misses"]:
+        out.print(f"  miss {miss['id']} ({miss['kind']}): expected {miss['expected']}, got {miss['got'][:3]}", markup=False)
+
+
+# -- migrate -----------------------------------------------------------------------------------------
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the app's tables and the checkpoint tables."""
+    settings = get_settings()
+
+    async def run():
+        from server.db import checkpointer, database_url, run_migrations
+
+        url = await asyncio.to_thread(database_url, settings)
+        await asyncio.to_thread(run_migrations, url)
+        async with checkpointer(url):
+            pass
+
+    _run(run())
+    out.print("[bold green]Database is up to date.[/]")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    import atexit
+    import warnings
+
+    from tools.index import close_all
+
+    # Qdrant's local client fails noisily if it is still open while the interpreter shuts down.
+    atexit.register(close_all)
+    warnings.filterwarnings("ignore", module="platformdirs")
+    logging.basicConfig(level=os.getenv("BOOKTUTOR_LOG_LEVEL", "WARNING"), stream=sys.stderr)
+    # pgserver and httpx log at INFO; keep the terminal for answers.
+    for noisy in ("httpx", "pgserver"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Postgres: the configured server or an embedded one, the app's tables, and the checkpointer."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from server.settings import Settings
+from tools.errors import BooktutorError
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+class DatabaseError(BooktutorError):
+    code = "database_unavailable"
+
+
+def _with_scheme(url: str, scheme: str) -> str:
+    parts = urlsplit(url)
+    if not parts.scheme.startswith("postgres"):
+        raise DatabaseError(f"DATABASE_URL must be a postgresql:// URL, got '{parts.scheme}://…'.", code="bad_database_url")
+    return urlunsplit((scheme, *parts[1:]))
+
+
+def libpq_url(url: str) -> str:
+    """`postgresql://…` for psycopg and the checkpointer, whatever driver suffix the setting carries."""
+    return _with_scheme(url, "postgresql")
+
+
+def sqlalchemy_url(url: str, *, driver: str = "asyncpg") -> str:
+    """`postgresql+<driver>://…` for SQLAlchemy."""
+    return _with_scheme(url, f"postgresql+{driver}")
+
+
+def embedded_postgres(home: Path) -> str:
+    """Start (or join) the embedded PostgreSQL in `<home>/postgres` and return its URL.
+
+    pgserver stops the server when the last process using it exits.
+    """
+    import pgserver
+
+    folder = (home / "postgres").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        server = pgserver.get_server(folder, cleanup_mode="stop")
+    except Exception as exc:  # pgserver raises plain exceptions with the postgres log attached
+        raise DatabaseError(f"Could not start the embedded PostgreSQL in {folder}: {exc}") from exc
+    return server.get_uri()
+
+
+def database_url(settings: Settings) -> str:
+    """DATABASE_URL, or the embedded server's URL when it is not set."""
+    return libpq_url(settings.database_url) if settings.database_url else embedded_postgres(settings.home)
+
+
+def run_migrations(url: str) -> None:
+    """Bring the app's tables to the newest Alembic revision (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", sqlalchemy_url(url, driver="psycopg").replace("%", "%%"))
+    try:
+        command.upgrade(config, "head")
+    except Exception as exc:
+        if isinstance(exc, BooktutorError):
+            raise
+        raise DatabaseError(f"Could not migrate the database: {exc}") from exc
+
+
+def create_engine(url: str) -> AsyncEngine:
+    return create_async_engine(sqlalchemy_url(url), pool_pre_ping=True)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@contextlib.asynccontextmanager
+async def checkpointer(url: str) -> AsyncIterator["AsyncPostgresSaver"]:  # noqa: F821
+    """langgraph-checkpoint-postgres on a small connection pool, its tables set up."""
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool
+
+    pool = AsyncConnectionPool(
+        libpq_url(url),
+        min_size=1,
+        max_size=10,
+        open=False,
+        # The checkpointer's own requirements: autocommit, no server-side prepared statements.
+        kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
+    )
+    try:
+        await pool.open(wait=True, timeout=15)
+    except Exception as exc:
+        raise DatabaseError(f"Could not connect to PostgreSQL: {exc}") from exc
+    try:
+        saver = AsyncPostgresSaver(pool)
+        await saver.setup()
+        yield saver
+    finally:
+        await pool.close()

@@ -1,0 +1,69 @@
+"""The `search_book` tool: hybrid search of the book, with the reader's selection first."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from langchain_core.tools import BaseTool, StructuredTool
+from pydantic import BaseModel, Field
+
+from tools.index import BookIndex, Passage
+
+
+class SearchBookInput(BaseModel):
+    query: str = Field(description="What to look for, as a standalone question or keywords.")
+    k: int = Field(default=5, ge=1, le=50, description="How many passages to return.")
+    page: Optional[str] = Field(
+        default=None, description="Doc path or URL of the page the reader is on, to search that page first."
+    )
+    module: Optional[str] = Field(default=None, description="Limit the search to one module folder, e.g. '01-ros2'.")
+    selected_text: Optional[str] = Field(
+        default=None, description="A passage the reader selected; the section it comes from is returned first."
+    )
+
+
+def search(
+    index: BookIndex,
+    query: str,
+    *,
+    k: int = 5,
+    page: str | None = None,
+    module: str | None = None,
+    selected_text: str | None = None,
+) -> list[Passage]:
+    """Passages for `query`: the selection's own section(s) first, then search results, no repeats."""
+    located = index.locate(selected_text, page=page) if selected_text else []
+    results = index.search(query, k=k, module=module)
+    if page and not selected_text:
+        # The reader's page is context, not a wall: its best passages lead, the rest of the book follows.
+        on_page = index.search(query, k=2, page=page)
+        results = on_page + results
+    seen = {p["id"] for p in located}
+    merged = list(located)
+    for passage in results:
+        if passage["id"] not in seen:
+            seen.add(passage["id"])
+            merged.append(passage)
+    return merged[: max(k, len(located))]
+
+
+def build_search_tool(index: BookIndex) -> BaseTool:
+    """`search_book` bound to one index."""
+
+    def search_book(
+        query: str,
+        k: int = 5,
+        page: str | None = None,
+        module: str | None = None,
+        selected_text: str | None = None,
+    ) -> list[Passage]:
+        return search(index, query, k=k, page=page, module=module, selected_text=selected_text)
+
+    return StructuredTool.from_function(
+        search_book,
+        name="search_book",
+        description=(
+            "Search the textbook. Returns passages with their path, title, heading and URL for citations."
+        ),
+        args_schema=SearchBookInput,
+    )

@@ -1,0 +1,132 @@
+"""The `translate_text` tool: Markdown translation that keeps code, URLs and math byte-identical.
+
+Everything that must not change is swapped for a numbered placeholder before the model sees the text
+and swapped back after; a reply that lost or duplicated a placeholder is retried once and otherwise
+refused, so a translation never silently corrupts code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool, StructuredTool
+from pydantic import BaseModel, Field
+
+from tools.errors import BooktutorError, InvalidInputError, ModelRequiredError
+
+LANGUAGES = {
+    "en": ("English", "ltr"),
+    "ur": ("Urdu", "rtl"),
+    "ar": ("Arabic", "rtl"),
+    "fa": ("Persian", "rtl"),
+    "he": ("Hebrew", "rtl"),
+    "hi": ("Hindi", "ltr"),
+    "bn": ("Bengali", "ltr"),
+    "es": ("Spanish", "ltr"),
+    "fr": ("French", "ltr"),
+    "de": ("German", "ltr"),
+    "pt": ("Portuguese", "ltr"),
+    "it": ("Italian", "ltr"),
+    "tr": ("Turkish", "ltr"),
+    "id": ("Indonesian", "ltr"),
+    "zh": ("Chinese", "ltr"),
+    "ja": ("Japanese", "ltr"),
+    "ko": ("Korean", "ltr"),
+    "ru": ("Russian", "ltr"),
+}
+
+# Order matters: fenced blocks before inline code, display math before inline math.
+_PROTECTED = re.compile(
+    r"(?ms)^(```|~~~)[^\n]*\n.*?^\1[ \t]*$"  # fenced code
+    r"|\$\$.+?\$\$"  # display math
+    r"|`+[^`\n]+?`+"  # inline code
+    r"|(?<![\\\w])\$[^\s$][^$\n]*?(?<!\s)\$(?!\w)"  # inline math
+    r"|<[A-Za-z/][^>\n]*>"  # HTML / JSX tags
+    r"|\]\([^)\s]+(?:\s+\"[^\"]*\")?\)"  # the target part of a Markdown link
+    r"|https?://[^\s)>\]]+"  # bare URLs
+)
+_PLACEHOLDER = re.compile(r"⟦(\d+)⟧")
+
+
+class TranslationError(BooktutorError):
+    code = "translation_failed"
+
+
+@dataclass(frozen=True)
+class Translation:
+    text: str
+    language: str
+    direction: str
+
+
+def language_info(code: str) -> tuple[str, str, str]:
+    """(normalised code, English name, text direction) of a language code such as `ur` or `ur-PK`."""
+    normalised = (code or "").strip().lower().replace("_", "-").split("-")[0]
+    if normalised not in LANGUAGES:
+        raise InvalidInputError(
+            f"Unsupported language '{code}'. Supported: {', '.join(sorted(LANGUAGES))}.", code="unsupported_language"
+        )
+    name, direction = LANGUAGES[normalised]
+    return normalised, name, direction
+
+
+def protect(text: str) -> tuple[str, list[str]]:
+    """Replace code, math, tags and URLs with ⟦n⟧ placeholders; returns the text and the originals."""
+    kept: list[str] = []
+
+    def swap(match: re.Match) -> str:
+        kept.append(match.group(0))
+        return f"⟦{len(kept) - 1}⟧"
+
+    return _PROTECTED.sub(swap, text), kept
+
+
+def restore(text: str, kept: list[str]) -> str:
+    """Put the originals back; raises TranslationError if any placeholder was lost or repeated."""
+    found = [int(n) for n in _PLACEHOLDER.findall(text)]
+    if sorted(found) != list(range(len(kept))):
+        raise TranslationError("The model changed protected code, URLs or formulas.")
+    return _PLACEHOLDER.sub(lambda m: kept[int(m.group(1))], text)
+
+
+async def translate(translator: Runnable | None, text: str, language: str) -> Translation:
+    """Translate Markdown `text` into `language`, protected parts unchanged."""
+    code, name, direction = language_info(language)
+    if code == "en" or not text.strip():
+        return Translation(text, code, direction)
+    if translator is None:
+        raise ModelRequiredError(
+            "Translation needs a language model. Set OPENAI_API_KEY (and OPENAI_BASE_URL for a "
+            "local or other OpenAI-compatible server); BOOKTUTOR_TRANSLATE_MODEL picks the model."
+        )
+    masked, kept = protect(text)
+    last_error: TranslationError | None = None
+    for _ in range(2):
+        reply = await translator.ainvoke({"text": masked, "language_name": name})
+        try:
+            return Translation(restore(reply.strip(), kept), code, direction)
+        except TranslationError as exc:
+            last_error = exc
+    raise last_error  # type: ignore[misc]
+
+
+class TranslateTextInput(BaseModel):
+    text: str = Field(description="Markdown text to translate.")
+    language: str = Field(description="Target language code, e.g. 'ur' for Urdu.")
+
+
+def build_translate_tool(translator: Runnable | None) -> BaseTool:
+    """`translate_text` bound to a translator (prompt | model), or to None when there is no model."""
+
+    async def translate_text(text: str, language: str) -> dict:
+        result = await translate(translator, text, language)
+        return {"text": result.text, "language": result.language, "direction": result.direction}
+
+    return StructuredTool.from_function(
+        coroutine=translate_text,
+        name="translate_text",
+        description="Translate Markdown into another language, keeping code, URLs and formulas unchanged.",
+        args_schema=TranslateTextInput,
+    )
