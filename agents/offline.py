@@ -16,7 +16,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
+import numpy as np
+
 from agents.prompts import parse_answer_context
+from tools.embeddings import offline_embeddings
 from tools.sparse import terms
 
 OFFLINE_MODEL_NAME = "offline-extractive"
@@ -32,25 +35,34 @@ SMALL_TALK_REPLY = (
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.M | re.S)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9*`\"(\[])")
-_MARKUP = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s+|#+\s+|>\s+|\|)|\*\*|__")
+_MARKUP = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s+|>\s+)|\*\*|__")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+•]\s+|\d+[.)]\s+)")
 
 
-def _sentences(text: str) -> list[str]:
-    """Prose sentences and list items of a passage; code blocks and table rows are left out."""
+def _sentences(text: str) -> list[tuple[str, float]]:
+    """(sentence, weight) pairs of a passage's prose and list items.
+
+    Code blocks, tables and headings are left out; list items weigh less than full sentences because
+    they are often fragments that read badly out of context.
+    """
     prose = _FENCE.sub("\n", text)
     found = []
     for line in prose.splitlines():
         line = line.strip()
-        if not line or line.startswith("|") or set(line) <= set("-=*_ |:"):
+        if not line or line.startswith(("|", "#")) or set(line) <= set("-=*_ |:"):
             continue
+        is_item = bool(_LIST_ITEM.match(line))
         line = _MARKUP.sub("", line).strip(" •")
         for sentence in _SENTENCE_END.split(line):
-            if len(sentence.split()) >= 4:
-                found.append(sentence.strip())
+            sentence = sentence.strip()
+            if len(sentence.split()) < 5:
+                continue
+            complete = sentence[-1] in ".!?:" and not is_item
+            found.append((sentence, 1.0 if complete else 0.6))
     return found
 
 
-def extractive_answer(context: dict[str, Any], *, max_sentences: int = 4) -> str:
+def extractive_answer(context: dict[str, Any], *, max_sentences: int = 3) -> str:
     """Pick and cite the sentences of the passages that best answer the question."""
     question_terms = set(terms(context["question"]))
     passages = context["passages"]
@@ -58,37 +70,46 @@ def extractive_answer(context: dict[str, Any], *, max_sentences: int = 4) -> str
     if not passages and not selection:
         return NOT_FOUND
 
-    candidates: list[tuple[int, int, str]] = []  # (passage n, position, sentence); n=0 is the selection
+    # (passage n, position, sentence, weight); n=0 is the selection itself
+    candidates: list[tuple[int, int, str, float]] = []
     if selection:
-        candidates += [(0, i, s) for i, s in enumerate(_sentences(selection))]
+        candidates += [(0, i, s, w) for i, (s, w) in enumerate(_sentences(selection))]
     for passage in passages:
-        candidates += [(passage["n"], i, s) for i, s in enumerate(_sentences(passage["text"]))]
+        candidates += [(passage["n"], i, s, w) for i, (s, w) in enumerate(_sentences(passage["text"]))]
     if not candidates:
         return NOT_FOUND
 
     # Terms found in fewer sentences say more about the question (an IDF over the candidates).
-    sentence_terms = [set(terms(s)) for _, _, s in candidates]
+    sentence_terms = [set(terms(s)) for _, _, s, _ in candidates]
     frequency: dict[str, int] = {}
     for found in sentence_terms:
         for term in found & question_terms:
             frequency[term] = frequency.get(term, 0) + 1
 
+    # Meaning matters more than shared words: "how do nodes exchange messages" should find "nodes
+    # publish to topics", so the sentence's embedding similarity leads the score.
+    embeddings = offline_embeddings()
+    question_vector = np.array(embeddings.embed_query(context["question"]))
+    similarity = np.array(embeddings.embed_documents([c[2] for c in candidates])) @ question_vector
+    max_lexical = sum(math.log(1 + len(candidates) / f) for f in frequency.values()) or 1.0
+
     def score(i: int) -> float:
-        n = candidates[i][0]
+        n, _, _, weight = candidates[i]
         matched = sentence_terms[i] & question_terms
-        lexical = sum(math.log(1 + len(candidates) / frequency[t]) for t in matched)
-        rank_prior = 1.0 / (1 + n) if n else 2.0  # the selection and top passages come first
-        return lexical + rank_prior
+        lexical = sum(math.log(1 + len(candidates) / frequency[t]) for t in matched) / max_lexical
+        rank_prior = 0.2 / (1 + n) if n else 0.4  # the selection and top passages come first
+        return (2.0 * float(similarity[i]) + lexical + rank_prior) * weight
 
     ranked = sorted(range(len(candidates)), key=score, reverse=True)
-    chosen = [i for i in ranked[:max_sentences] if score(i) > 1.0 or i == ranked[0]]
+    best = score(ranked[0])
+    chosen = [i for i in ranked[:max_sentences] if score(i) >= 0.5 * best]
     chosen.sort(key=lambda i: (candidates[i][0] or 0, candidates[i][1]))
 
     # The retrieve step puts the section a selection came from first, so the selection cites [1].
     cite_selection = 1 if passages else None
     lines = []
     for i in chosen:
-        n, _, sentence = candidates[i]
+        n, _, sentence, _ = candidates[i]
         marker = n or cite_selection
         lines.append(f"{sentence} [{marker}]" if marker else sentence)
     lead = "About the selected passage: " if selection else ""

@@ -4,14 +4,16 @@ markdown-it gives the block structure and each block's source lines; chunks are 
 the original text, so they stay Markdown. Every heading of level 1-4 starts a chunk; a
 section longer than ``max_chars`` is cut at the best available boundary (between top-level
 blocks, then between list items or nested blocks, then between paragraph lines, then at a
-sentence end or a space inside an overlong line). Fenced code blocks, indented code and
-tables are never cut.
+sentence end or a space inside a line). Fenced code blocks and tables are never cut.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -93,6 +95,7 @@ def chunk_markdown(body: str, *, max_chars: int = 1500, min_chars: int = 200) ->
     text = "".join(lines)
 
     cuts = _collect_cuts(tokens, lines, offsets, max_chars)
+    cut_list = sorted(cuts)
     sections = _sections(headings, len(lines))
 
     chunks: list[Chunk] = []
@@ -120,7 +123,8 @@ def chunk_markdown(body: str, *, max_chars: int = 1500, min_chars: int = 200) ->
         pending_start = None
         trail = tuple(h.text for h in stack)
         anchor = stack[-1].anchor if stack else ""
-        for a, b in _split_section(text, cuts, start, body_start, end, max_chars, min_chars):
+        pieces = _split_section(text, cuts, cut_list, start, body_start, end, max_chars, min_chars)
+        for a, b in pieces:
             piece = _trim(text[a:b])
             if piece:
                 chunks.append(Chunk(piece, trail, anchor, len(chunks)))
@@ -222,13 +226,15 @@ def _collect_cuts(
             for n in range(first, last):
                 if n > first:
                     add(offsets[n], _Q_LINE)
-                if len(lines[n]) > max_chars:
-                    _add_inline_cuts(lines[n], offsets[n], max_chars, add)
+                # even a line shorter than max_chars may not fit after the headings before it
+                _add_inline_cuts(lines[n], offsets[n], max_chars, add)
     return cuts
 
 
-def _add_inline_cuts(line: str, base: int, max_chars: int, add) -> None:
-    """Cut points inside an overlong line: sentence ends, spaces, and hard cuts as a last resort."""
+def _add_inline_cuts(
+    line: str, base: int, max_chars: int, add: Callable[[int, int], None]
+) -> None:
+    """Cut points inside a line: sentence ends, spaces, and hard cuts as a last resort."""
     points = [0]
     for match in _SPACES.finditer(line.rstrip("\n")):
         if 0 < match.start():
@@ -237,7 +243,7 @@ def _add_inline_cuts(line: str, base: int, max_chars: int, add) -> None:
     for match in _SENTENCE_END.finditer(line.rstrip("\n")):
         add(base + match.end(), _Q_SENTENCE)
     points.append(len(line))
-    for a, b in zip(points, points[1:]):
+    for a, b in pairwise(points):
         for forced in range(a + max_chars, b, max_chars):
             add(base + forced, _Q_FORCED)
 
@@ -245,6 +251,7 @@ def _add_inline_cuts(line: str, base: int, max_chars: int, add) -> None:
 def _split_section(
     text: str,
     cuts: dict[int, int],
+    cut_list: list[int],
     start: int,
     body_start: int,
     end: int,
@@ -254,8 +261,9 @@ def _split_section(
     """Cut ``text[start:end]`` into pieces; no cut before the first body block ends."""
     # body_start is where the first body block begins: cutting there would leave the
     # heading alone, so only later cuts are allowed.
-    floor = min((c for c in cuts if body_start <= c < end), default=end)
-    allowed = sorted(c for c in cuts if floor < c < end)
+    first = bisect_left(cut_list, body_start)
+    floor = cut_list[first] if first < len(cut_list) and cut_list[first] < end else end
+    allowed = cut_list[bisect_right(cut_list, floor) : bisect_left(cut_list, end)]
 
     pieces: list[tuple[int, int]] = []
     a = start
@@ -315,4 +323,10 @@ def _rebalance(
 
 
 def _size(text: str, a: int, b: int) -> int:
-    return len(_trim(text[a:b]))
+    """``len(_trim(text[a:b]))`` without building the trimmed string."""
+    stripped = text[a:b].rstrip()
+    content_at = len(stripped) - len(stripped.lstrip())
+    if content_at:
+        # only whole blank lines are trimmed; the first line keeps its indentation
+        content_at = stripped.rfind("\n", 0, content_at) + 1
+    return len(stripped) - content_at

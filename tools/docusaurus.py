@@ -12,6 +12,7 @@ import html
 import os
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -21,10 +22,14 @@ import yaml
 __all__ = [
     "Page",
     "PageError",
+    "clean_mdx",
+    "doc_url",
     "find_doc_files",
     "heading_anchor",
     "heading_text",
     "read_page",
+    "slugify",
+    "strip_number_prefix",
 ]
 
 DOC_SUFFIXES = (".md", ".mdx")
@@ -354,7 +359,7 @@ def _fence_opens(line: str) -> tuple[str, int] | None:
     return marker[0], len(marker)
 
 
-def _lines_with_fence_state(text: str):
+def _lines_with_fence_state(text: str) -> Iterator[tuple[str, bool]]:
     """Yield ``(line, in_code)`` where fence lines themselves count as code."""
     fence: tuple[str, int] | None = None
     for line in text.split("\n"):
@@ -561,20 +566,28 @@ def _emit_heading(out: list[str], s: str, tag: re.Match[str], end: re.Match[str]
     inner = " ".join(_clean_text(s[tag.end() : end.start()]).split())
     line_end = s.find("\n", end.end())
     rest = s[end.end() : line_end if line_end >= 0 else len(s)]
-    so_far = "".join(out)
-    out.clear()
-    line_start = so_far.rfind("\n") + 1
-    prefix = so_far[line_start:]
+    prefix = _pop_current_line(out)
     own_line = re.fullmatch(r"[ \t]*(?:#{1,6}[ \t]*)?", prefix) and not _clean_text(rest).strip()
     if not own_line:
-        out.append(so_far + inner)
-        return end.end()
-    if not inner:
-        out.append(so_far[:line_start])
-        return end.end()
-    indent = prefix[: len(prefix) - len(prefix.lstrip(" \t"))]
-    anchor = _ID_ATTR.search(tag.group(3) or "")
-    anchor_id = next((g for g in anchor.groups() if g), "") if anchor else ""
-    suffix = f" {{#{anchor_id}}}" if anchor_id and not _EXPLICIT_ID.search(inner) else ""
-    out.append(so_far[:line_start] + indent + "#" * level + " " + inner + suffix)
+        out.append(prefix + inner)
+    elif inner:
+        indent = prefix[: len(prefix) - len(prefix.lstrip(" \t"))]
+        anchor = _ID_ATTR.search(tag.group(3) or "")
+        anchor_id = next((g for g in anchor.groups() if g), "") if anchor else ""
+        suffix = f" {{#{anchor_id}}}" if anchor_id and not _EXPLICIT_ID.search(inner) else ""
+        out.append(indent + "#" * level + " " + inner + suffix)
     return end.end()
+
+
+def _pop_current_line(out: list[str]) -> str:
+    """Remove and return the output written since the last newline."""
+    parts: list[str] = []
+    while out:
+        piece = out.pop()
+        newline = piece.rfind("\n")
+        if newline >= 0:
+            out.append(piece[: newline + 1])
+            parts.append(piece[newline + 1 :])
+            break
+        parts.append(piece)
+    return "".join(reversed(parts))

@@ -10,7 +10,6 @@ from tools.docusaurus import Page, PageError, find_doc_files, heading_anchor, re
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "physical-ai-book"
 
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not checked out")
 
 
 def write(root: Path, rel: str, text: str | bytes) -> Path:
@@ -53,7 +52,6 @@ def corpus_pages() -> list[Page]:
 # --------------------------------------------------------------------------- the real book
 
 
-@needs_corpus
 def test_every_corpus_page_reads_with_title_url_and_body():
     files = find_doc_files(CORPUS)
     assert len(files) >= 40
@@ -69,7 +67,6 @@ def test_every_corpus_page_reads_with_title_url_and_body():
     assert all(not p.startswith("/") and "\\" not in p for p in paths)
 
 
-@needs_corpus
 def test_find_doc_files_skips_category_files_and_is_sorted():
     files = find_doc_files(CORPUS)
     rels = [f.relative_to(CORPUS).as_posix() for f in files]
@@ -78,7 +75,6 @@ def test_find_doc_files_skips_category_files_and_is_sorted():
     assert not any("_category_" in r for r in rels)
 
 
-@needs_corpus
 def test_corpus_bodies_have_no_mdx_left_outside_code():
     for page in corpus_pages():
         for line in outside_fences(page.body):
@@ -95,7 +91,6 @@ def test_corpus_bodies_have_no_mdx_left_outside_code():
             )
 
 
-@needs_corpus
 def test_corpus_html_headings_become_markdown_headings():
     page = read_page(CORPUS, CORPUS / "01-ros2" / "02-nodes-topics.md")
     lines = page.body.split("\n")
@@ -118,7 +113,6 @@ def test_corpus_html_headings_become_markdown_headings():
     assert "# Introduction to Physical AI & Humanoid Robotics {#introduction}" in intro.body
 
 
-@needs_corpus
 def test_corpus_urls_titles_and_modules():
     nodes = read_page(CORPUS, CORPUS / "01-ros2" / "02-nodes-topics.md")
     assert nodes.url == "/docs/ros2/01-ros2-nodes-topics"
@@ -137,7 +131,6 @@ def test_corpus_urls_titles_and_modules():
     assert root_doc.title == "Chapter Personalization Feature"  # no frontmatter: first heading
 
 
-@needs_corpus
 def test_corpus_code_blocks_keep_mdx_lookalikes():
     # integration-pattern.md shows frontmatter and imports inside a ```md block; those are
     # example code, not the page's own frontmatter or ESM.
@@ -150,7 +143,6 @@ def test_corpus_code_blocks_keep_mdx_lookalikes():
     assert "Use `<TranslatedContent chapterId=\"unique-id\">` to wrap content" in page.body
 
 
-@needs_corpus
 def test_corpus_admonitions_become_text():
     page = read_page(CORPUS, CORPUS / "00-introduction" / "01-welcome.md")
     lines = page.body.split("\n")
@@ -159,7 +151,6 @@ def test_corpus_admonitions_become_text():
     assert "**Objective**: Understand Physical AI concepts and applications" in lines
 
 
-@needs_corpus
 def test_corpus_content_hash_is_sha256_of_raw_bytes():
     file = CORPUS / "01-ros2" / "02-nodes-topics.md"
     page = read_page(CORPUS, file)
