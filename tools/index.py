@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, TypedDict
@@ -101,9 +102,17 @@ class BookIndex:
             vectors_config={DENSE: models.VectorParams(size=dimensions, distance=models.Distance.COSINE)},
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
         )
-        for field in ("metadata.path", "metadata.module", "metadata.page_url"):
-            self.client.create_payload_index(self.collection, field, models.PayloadSchemaType.KEYWORD)
-        self.client.create_payload_index(self.collection, "metadata.chunk_index", models.PayloadSchemaType.INTEGER)
+        indexed = {
+            "metadata.path": models.PayloadSchemaType.KEYWORD,
+            "metadata.module": models.PayloadSchemaType.KEYWORD,
+            "metadata.page_url": models.PayloadSchemaType.KEYWORD,
+            "metadata.chunk_index": models.PayloadSchemaType.INTEGER,
+        }
+        with warnings.catch_warnings():
+            # Local mode warns that payload indexes are a server feature; the server needs them.
+            warnings.simplefilter("ignore")
+            for field_name, schema in indexed.items():
+                self.client.create_payload_index(self.collection, field_name, schema)
 
     def _check_dimensions(self, dimensions: int) -> None:
         vectors = self.client.get_collection(self.collection).config.params.vectors

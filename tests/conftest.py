@@ -1,0 +1,142 @@
+"""Shared fixtures: a real Postgres database, the real book ingested once, a clean model environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import psycopg
+import pytest
+
+pytest_plugins = ["tests.conftest_openai"]
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CORPUS = SHARED / "corpus" / "physical-ai-book"
+EVAL_SET = SHARED / "eval" / "dev-questions.jsonl"
+SAMPLE_BOOK = REPO / "examples" / "sample-book"
+BOOKTUTOR = [sys.executable, "-m", "server.cli"]
+
+MODEL_VARIABLES = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "BOOKTUTOR_MODEL",
+    "BOOKTUTOR_ANSWER_MODEL",
+    "BOOKTUTOR_REWRITE_MODEL",
+    "BOOKTUTOR_TRANSLATE_MODEL",
+    "BOOKTUTOR_EMBEDDING_MODEL",
+    "DATABASE_URL",
+    "QDRANT_URL",
+    "BOOKTUTOR_HOME",
+    "LANGSMITH_TRACING",
+    "LANGCHAIN_TRACING_V2",
+)
+
+
+def _clear_model_caches() -> None:
+    from agents import models
+
+    models._openai_chat.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def offline_environment(monkeypatch) -> Iterator[None]:
+    """Every test starts with no model, database or index configured, like a fresh machine."""
+    for name in MODEL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    _clear_model_caches()
+    yield
+    _clear_model_caches()
+
+
+@pytest.fixture
+def language_model(openai_server, monkeypatch):
+    """Point every model role at the scripted OpenAI-compatible server."""
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("BOOKTUTOR_MODEL_RETRIES", "0")
+    _clear_model_caches()
+    return openai_server
+
+
+# -- Postgres ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh database on the test server (TEST_DATABASE_URL), dropped at the end of the session."""
+    admin = os.getenv("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"booktutor_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.exit(f"The tests need PostgreSQL at TEST_DATABASE_URL={admin}: {exc}", returncode=2)
+    yield admin.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- the book ----------------------------------------------------------------------------------------
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 300):
+    """Run `booktutor` in a new process, as a user would."""
+    clean = {k: v for k, v in os.environ.items() if k not in MODEL_VARIABLES}
+    return subprocess.run(
+        [*BOOKTUTOR, *args],
+        cwd=REPO,
+        env={**clean, **(env or {})},
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def corpus_home(tmp_path_factory, database_url) -> Path:
+    """A data folder with the physical-AI book ingested by the real CLI (done once per session)."""
+    assert CORPUS.is_dir(), f"the test corpus is missing at {CORPUS}"
+    home = tmp_path_factory.mktemp("corpus-home")
+    result = run_cli("ingest", str(CORPUS), "--json", env={"BOOKTUTOR_HOME": str(home), "DATABASE_URL": database_url})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["added"] == report["files"] and not report["failed"], report
+    return home
+
+
+@pytest.fixture(scope="session")
+def book_home(tmp_path_factory, corpus_home) -> Path:
+    """A copy of `corpus_home` for this test process (Qdrant local mode lets one process open a folder)."""
+    home = tmp_path_factory.mktemp("book-home")
+    shutil.copytree(corpus_home / "qdrant", home / "qdrant")
+    return home
+
+
+@pytest.fixture(scope="session")
+def book_index(book_home):
+    from tools.index import open_book_index
+
+    return open_book_index(path=book_home / "qdrant")
+
+
+@pytest.fixture
+def settings(book_home, database_url):
+    from server.settings import Settings
+
+    return Settings(home=book_home, database_url=database_url)
+
+
+@pytest.fixture
+async def tutor(settings):
+    from server.tutor import open_tutor
+
+    async with open_tutor(settings) as tutor:
+        yield tutor

@@ -1,0 +1,114 @@
+"""Ingestion into a real Qdrant local-mode index: incremental, deterministic, and safe with bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLE_BOOK
+from tools.errors import IngestError
+from tools.index import BookIndex, open_book_index
+from tools.ingest import ingest_book
+
+
+@pytest.fixture
+def book(tmp_path) -> Path:
+    copy = tmp_path / "docs"
+    shutil.copytree(SAMPLE_BOOK, copy)
+    return copy
+
+
+@pytest.fixture
+def index(tmp_path) -> BookIndex:
+    return open_book_index(path=tmp_path / "qdrant", collection="sample")
+
+
+def point_ids(index: BookIndex) -> set[str]:
+    points, _ = index.client.scroll(index.collection, limit=10_000, with_vectors=False)
+    return {str(p.id) for p in points}
+
+
+def test_ingest_indexes_every_page_with_citation_metadata(book, index):
+    report = ingest_book(book, index)
+
+    pages = sorted(p.relative_to(book).as_posix() for p in book.rglob("*.md*"))
+    assert report.files == len(pages) and report.added == len(pages) and not report.failed
+    assert index.count() == report.chunks_written > len(pages)
+    assert set(index.manifest()) == set(pages)
+    hit = index.search("How do I compute the wheel speeds of a differential drive robot?", k=1)[0]
+    assert hit["path"] == "02-motion/02-differential-drive.mdx"
+    assert hit["url"].startswith("/docs/motion/differential-drive")
+    assert hit["title"] and hit["heading"]
+
+
+def test_reingest_skips_unchanged_updates_changed_and_removes_deleted(book, index):
+    ingest_book(book, index)
+    before = point_ids(index)
+
+    again = ingest_book(book, index)
+    assert (again.unchanged, again.added, again.updated, again.chunks_written) == (again.files, 0, 0, 0)
+    assert point_ids(index) == before
+
+    pid = book / "02-motion" / "03-pid-control.md"
+    pid.write_text(pid.read_text() + "\n\n## Tuning by ear\n\nA squeaking wheel means the gain is far too high.\n")
+    (book / "03-software" / "02-putting-it-together.md").unlink()
+    changed = ingest_book(book, index)
+
+    assert (changed.updated, changed.removed, changed.added) == (1, 1, 0)
+    assert "03-software/02-putting-it-together.md" not in index.manifest()
+    assert index.search("squeaking wheel gain", k=1)[0]["path"] == "02-motion/03-pid-control.md"
+    paths = {p["path"] for p in index.search("putting it together", k=20)}
+    assert "03-software/02-putting-it-together.md" not in paths
+
+
+def test_chunk_ids_are_deterministic_across_indexes(book, tmp_path):
+    first = open_book_index(path=tmp_path / "one", collection="sample")
+    second = open_book_index(path=tmp_path / "two", collection="sample")
+    ingest_book(book, first)
+    ingest_book(book, second)
+    assert point_ids(first) == point_ids(second)
+
+
+def test_one_bad_file_is_reported_and_the_rest_ingested(book, index):
+    (book / "broken.md").write_text("---\ntitle: [unclosed\n---\n\nText.\n")
+    (book / "binary.md").write_bytes(b"\x00\x01\x02 not text")
+
+    report = ingest_book(book, index)
+
+    failed = {f["path"]: f["reason"] for f in report.failed}
+    assert set(failed) == {"broken.md", "binary.md"}
+    assert "frontmatter" in failed["broken.md"]
+    assert report.added == report.files - 2
+    assert "broken.md" not in index.manifest()
+
+
+def test_a_file_that_breaks_later_keeps_its_previous_chunks(book, index):
+    ingest_book(book, index)
+    page = book / "01-foundations" / "01-what-is-a-mobile-robot.md"
+    page.write_bytes(b"\xff\xfe not utf-8")
+
+    report = ingest_book(book, index)
+
+    assert [f["path"] for f in report.failed] == ["01-foundations/01-what-is-a-mobile-robot.md"]
+    assert "01-foundations/01-what-is-a-mobile-robot.md" in index.manifest()
+
+
+@pytest.mark.parametrize("make", ["missing", "file", "empty"])
+def test_unusable_docs_folders_are_refused_before_the_index_is_touched(tmp_path, index, book, make):
+    ingest_book(book, index)
+    count = index.count()
+    target = tmp_path / "target"
+    if make == "file":
+        target.write_text("# not a folder")
+    elif make == "empty":
+        (target / "img").mkdir(parents=True)
+        (target / "img" / "logo.png").write_bytes(b"\x89PNG")
+
+    with pytest.raises(IngestError) as raised:
+        ingest_book(target, index)
+
+    assert raised.value.code in {"docs_not_found", "docs_not_a_folder", "docs_empty"}
+    assert str(target) in raised.value.message
+    assert index.count() == count

@@ -1,0 +1,67 @@
+"""Retrieval quality on the real book: the evaluation gate, selections, and the reader's page."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import EVAL_SET
+from tools.evaluation import evaluate_file, load_questions
+from tools.errors import InvalidInputError
+from tools.retrieval import build_search_tool, search
+
+# The issue's floor for the default offline setup is recall@5 >= 0.85; hold what we measured.
+RECALL_AT_5 = 0.90
+MRR = 0.75
+
+
+def test_dev_set_meets_the_retrieval_gate(book_index):
+    report = evaluate_file(EVAL_SET, book_index, k=5)
+
+    assert report["overall"]["questions"] == 48
+    assert report["overall"]["recall"] >= RECALL_AT_5, report["misses"]
+    assert report["overall"]["mrr"] >= MRR, report["misses"]
+    assert report["by_kind"]["selection"]["recall"] == 1.0, report["misses"]
+    assert set(report["by_kind"]) == {"conceptual", "factual", "howto", "paraphrase", "selection"}
+
+
+def test_selected_text_brings_its_own_section_first(book_index):
+    selection = next(q for q in load_questions(EVAL_SET) if q["kind"] == "selection")
+    expected = selection["expected_sources"][0]
+
+    passages = search(book_index, selection["question"], k=5, selected_text=selection["selected_text"])
+
+    assert passages[0]["path"] == expected
+    assert len({p["id"] for p in passages}) == len(passages)
+
+
+def test_selection_with_page_is_located_on_that_page(book_index):
+    for item in (q for q in load_questions(EVAL_SET) if q["kind"] == "selection"):
+        page = item["expected_sources"][0]
+        passages = search(book_index, item["question"], k=5, selected_text=item["selected_text"], page=page)
+        assert passages[0]["path"] == page, item["id"]
+
+
+def test_page_the_reader_is_on_leads_without_hiding_the_book(book_index):
+    question = "What is the difference between a service and an action?"
+    passages = search(book_index, question, k=5, page="01-ros2/03-services-actions.md")
+    assert passages[0]["path"] == "01-ros2/03-services-actions.md"
+    by_url = search(book_index, question, k=5, page=passages[0]["url"].split("#")[0])
+    assert by_url[0]["path"] == "01-ros2/03-services-actions.md"
+
+
+async def test_search_book_is_a_langchain_tool(book_index):
+    tool = build_search_tool(book_index)
+    assert tool.name == "search_book" and "query" in tool.args
+    passages = await tool.ainvoke({"query": "How do ROS 2 nodes exchange messages through topics?", "k": 3})
+    assert len(passages) == 3
+    assert "01-ros2/02-nodes-topics.md" in {p["path"] for p in passages}
+    assert all(p["url"].startswith("/docs/") for p in passages)
+
+
+def test_bad_evaluation_files_are_refused_clearly(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "no sources"}\n')
+    with pytest.raises(InvalidInputError, match="expected_sources"):
+        load_questions(bad)
+    with pytest.raises(InvalidInputError, match="not found"):
+        load_questions(tmp_path / "missing.jsonl")
