@@ -74,8 +74,13 @@ def extractive_answer(context: dict[str, Any], *, max_sentences: int = 3) -> str
     candidates: list[tuple[int, int, str, float]] = []
     if selection:
         candidates += [(0, i, s, w) for i, (s, w) in enumerate(_sentences(selection))]
+    quoted = {c[2].lower() for c in candidates}
     for passage in passages:
-        candidates += [(passage["n"], i, s, w) for i, (s, w) in enumerate(_sentences(passage["text"]))]
+        for i, (sentence, weight) in enumerate(_sentences(passage["text"])):
+            # The selection's own section is passage [1]; its sentences are already candidates.
+            if sentence.lower() not in quoted:
+                quoted.add(sentence.lower())
+                candidates.append((passage["n"], i, sentence, weight))
     if not candidates:
         return NOT_FOUND
 

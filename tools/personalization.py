@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 # Openings and references that only make sense after an earlier turn.
 _FOLLOW_UP = re.compile(
-    r"^(and|but|so|also|then|what about|how about|why|what if|and why|compared)\b"
+    r"^(and|but|so|also|then|what about|how about|what if|compared)\b|^why(\s+not)?\s*\??\s*$"
     r"|\b(it|its|that|this|these|those|they|them|the same|the former|the latter|one)\b",
     re.I,
 )

@@ -39,7 +39,7 @@ LANGUAGES = {
 
 # Order matters: fenced blocks before inline code, display math before inline math.
 _PROTECTED = re.compile(
-    r"(?ms)^(```|~~~)[^\n]*\n.*?^\1[ \t]*$"  # fenced code
+    r"(?ms)^[ \t]*(`{3,}|~{3,})[^\n]*\n.*?^[ \t]*\1[ \t]*$"  # fenced code, also indented in lists
     r"|\$\$.+?\$\$"  # display math
     r"|`+[^`\n]+?`+"  # inline code
     r"|(?<![\\\w])\$[^\s$][^$\n]*?(?<!\s)\$(?!\w)"  # inline math

@@ -1,0 +1,192 @@
+"""`agents/models.py`: which model speaks for each role, offline by default and OpenAI-compatible when configured."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_openai import ChatOpenAI
+
+from agents import models
+from agents.offline import OFFLINE_LABEL, OfflineChatModel
+from agents.prompts import answer_messages
+
+ROLES = ("answer", "rewrite", "translate")
+PASSAGES = [
+    {
+        "title": "ROS 2 Communication",
+        "heading": "Topics",
+        "path": "02-ros2/02-topics.md",
+        "text": "A topic is a named bus over which nodes exchange messages. Publishers send messages to a topic.",
+    }
+]
+
+
+def configure(monkeypatch, **variables: str) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    models._openai_chat.cache_clear()
+
+
+# -- offline -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_no_environment_means_no_language_model(role):
+    assert not models.model_configured()
+    assert models.chat_model(role) is None
+    assert models.model_name(role) == "offline-extractive"
+
+
+def test_offline_roles():
+    assert isinstance(models.answer_model(), OfflineChatModel)
+    assert models.translator() is None
+    assert models.rewriter() is None
+
+
+def test_model_names_alone_do_not_configure_a_model(monkeypatch):
+    configure(monkeypatch, BOOKTUTOR_MODEL="llama3", BOOKTUTOR_ANSWER_MODEL="qwen2.5")
+    assert models.chat_model("answer") is None
+    assert models.model_name("answer") == "offline-extractive"
+    assert isinstance(models.answer_model(), OfflineChatModel)
+
+
+def test_offline_answer_model_answers_from_the_passages():
+    answer = models.answer_model().invoke(
+        answer_messages(question="How do nodes exchange messages?", passages=PASSAGES)
+    )
+    assert "[1]" in answer.content
+    assert answer.content.endswith(OFFLINE_LABEL)
+
+
+# -- configured --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_base_url_configures_every_role_with_the_default_model(monkeypatch, role):
+    configure(monkeypatch, OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+
+    model = models.chat_model(role)
+
+    assert isinstance(model, ChatOpenAI)
+    assert model.model_name == "gpt-4o-mini" == models.model_name(role)
+    assert model.openai_api_base == "http://127.0.0.1:9/v1"
+    assert model.temperature == (0.0 if role == "rewrite" else 0.2)
+
+
+def test_api_key_alone_configures_a_model(monkeypatch):
+    configure(monkeypatch, OPENAI_API_KEY="sk-test")
+    model = models.chat_model("answer")
+    assert isinstance(model, ChatOpenAI)
+    assert model.openai_api_key.get_secret_value() == "sk-test"
+    assert models.translator() is not None
+    assert models.rewriter() is not None
+
+
+def test_base_url_without_a_key_uses_a_placeholder_key(monkeypatch):
+    configure(monkeypatch, OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+    assert models.chat_model("answer").openai_api_key.get_secret_value()
+
+
+def test_booktutor_model_is_the_default_for_every_role(monkeypatch):
+    configure(monkeypatch, OPENAI_BASE_URL="http://127.0.0.1:9/v1", BOOKTUTOR_MODEL="qwen2.5:7b")
+    for role in ROLES:
+        assert models.model_name(role) == "qwen2.5:7b"
+        assert models.chat_model(role).model_name == "qwen2.5:7b"
+
+
+def test_each_role_can_have_its_own_model(monkeypatch):
+    configure(
+        monkeypatch,
+        OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+        BOOKTUTOR_MODEL="default-model",
+        BOOKTUTOR_ANSWER_MODEL="answer-model",
+        BOOKTUTOR_REWRITE_MODEL="rewrite-model",
+        BOOKTUTOR_TRANSLATE_MODEL="translate-model",
+    )
+    assert {role: models.chat_model(role).model_name for role in ROLES} == {
+        "answer": "answer-model",
+        "rewrite": "rewrite-model",
+        "translate": "translate-model",
+    }
+    assert models.answer_model().model_name == "answer-model"
+
+
+def test_roles_without_their_own_model_fall_back_to_booktutor_model(monkeypatch):
+    configure(
+        monkeypatch,
+        OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+        BOOKTUTOR_MODEL="default-model",
+        BOOKTUTOR_TRANSLATE_MODEL="translate-model",
+    )
+    assert models.model_name("answer") == "default-model"
+    assert models.model_name("rewrite") == "default-model"
+    assert models.model_name("translate") == "translate-model"
+
+
+def test_role_models_without_booktutor_model_fall_back_to_gpt_4o_mini(monkeypatch):
+    configure(monkeypatch, OPENAI_API_KEY="sk-test", BOOKTUTOR_REWRITE_MODEL="rewrite-model")
+    assert models.model_name("rewrite") == "rewrite-model"
+    assert models.model_name("answer") == "gpt-4o-mini"
+    assert models.model_name("translate") == "gpt-4o-mini"
+
+
+def test_the_same_configuration_reuses_one_client(monkeypatch):
+    configure(monkeypatch, OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+    assert models.chat_model("answer") is models.chat_model("answer")
+
+
+# -- against the scripted server ---------------------------------------------------------------------
+
+
+def test_answer_model_streams_from_the_configured_server(language_model, monkeypatch):
+    monkeypatch.setenv("BOOKTUTOR_ANSWER_MODEL", "tutor-answer-1")
+    reply = "A topic is a named bus over which nodes exchange messages [1]."
+    language_model.reply(reply)
+
+    chunks = [chunk.content for chunk in models.answer_model().stream(
+        answer_messages(question="How do nodes exchange messages?", passages=PASSAGES)
+    )]
+
+    assert "".join(chunks) == reply
+    assert len([c for c in chunks if c]) >= 5
+    assert len(language_model.requests) == 1
+    request = language_model.requests[0]
+    assert request["stream"] is True
+    assert request["model"] == "tutor-answer-1"
+    assert request["messages"][0]["role"] == "system"
+    assert "<question>\nHow do nodes exchange messages?\n</question>" in request["messages"][-1]["content"]
+
+
+async def test_answer_model_astreams_with_the_default_model(language_model):
+    reply = "Publishers send messages to a topic, and subscribers receive them [1]."
+    language_model.reply(reply)
+
+    chunks = [
+        chunk.content
+        async for chunk in models.answer_model().astream(
+            answer_messages(question="How do nodes exchange messages?", passages=PASSAGES)
+        )
+    ]
+
+    assert "".join(chunks) == reply
+    assert len([c for c in chunks if c]) >= 5
+    request = language_model.requests[0]
+    assert request["stream"] is True
+    assert request["model"] == "gpt-4o-mini"
+
+
+async def test_translator_and_rewriter_use_their_role_models(language_model, monkeypatch):
+    monkeypatch.setenv("BOOKTUTOR_TRANSLATE_MODEL", "tutor-translate-1")
+    monkeypatch.setenv("BOOKTUTOR_REWRITE_MODEL", "tutor-rewrite-1")
+    language_model.reply("ترجمہ")
+    language_model.reply("ROS 2 topics")
+
+    translated = await models.translator().ainvoke({"text": "A topic", "language_name": "Urdu"})
+    rewritten = await models.rewriter().ainvoke(
+        {"question": "And topics?", "history": ["user: What is a node?"], "profile": None}
+    )
+
+    assert (translated, rewritten) == ("ترجمہ", "ROS 2 topics")
+    translate_request, rewrite_request = language_model.requests
+    assert translate_request["model"] == "tutor-translate-1"
+    assert rewrite_request["model"] == "tutor-rewrite-1"
+    assert rewrite_request["temperature"] == 0.0

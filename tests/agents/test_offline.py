@@ -1,0 +1,188 @@
+"""`agents/offline.py` with `agents/prompts.py`: the extractive model that answers when no language model is set."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+
+from agents.offline import NOT_FOUND, OFFLINE_LABEL, OFFLINE_MODEL_NAME, SMALL_TALK_REPLY, OfflineChatModel
+from agents.prompts import answer_messages, format_passages, parse_answer_context
+
+TOPICS = {
+    "title": "ROS 2 Communication",
+    "heading": "Topics",
+    "path": "02-ros2/02-topics.md",
+    "text": (
+        "A topic is a named bus over which nodes exchange messages. Publishers send messages to a topic and "
+        "every subscriber to that topic receives them. Topics are one-way and anonymous, so a publisher does "
+        "not know who is listening.\n\n"
+        "```python\nself.publisher = self.create_publisher(String, 'chatter', 10)\n```"
+    ),
+}
+SERVICES = {
+    "title": "ROS 2 Communication",
+    "heading": "Services",
+    "path": "02-ros2/03-services.md",
+    "text": (
+        "A service is a request and response interaction between two nodes. The client sends a request and "
+        "waits until the server returns a single response. Use services for quick remote calls such as "
+        "resetting a simulation or querying a parameter."
+    ),
+}
+LAUNCH = {
+    "title": "Launch Files",
+    "heading": "Writing a launch file",
+    "path": "02-ros2/05-launch.md",
+    "text": (
+        "A launch file starts several nodes at once with their parameters and remappings. In ROS 2, launch "
+        "files are usually written in Python and run with the ros2 launch command. They save you from opening "
+        "a terminal for every node."
+    ),
+}
+PASSAGES = [TOPICS, SERVICES, LAUNCH]
+
+_CITED = re.compile(r"(.+?) \[(\d+)\](?: |$)")
+
+
+def body_of(answer: str) -> str:
+    assert answer.endswith(f"\n\n{OFFLINE_LABEL}"), answer
+    return answer[: -len(OFFLINE_LABEL) - 2]
+
+
+def quotes(answer: str) -> list[tuple[str, int]]:
+    """The (sentence, passage number) pairs an offline answer is made of."""
+    body = body_of(answer).removeprefix("About the selected passage: ")
+    found = [(sentence.strip(), int(n)) for sentence, n in _CITED.findall(body)]
+    assert found and "".join(f"{s} [{n}] " for s, n in found).strip() == body, body
+    return found
+
+
+@pytest.fixture(scope="module")
+def model() -> OfflineChatModel:
+    return OfflineChatModel()
+
+
+@pytest.mark.parametrize(
+    ("question", "right"),
+    [
+        ("How does a service client get a reply from the server?", 2),
+        ("How can I start many nodes together?", 3),
+        ("How do nodes exchange messages over a topic?", 1),
+    ],
+)
+def test_invoke_quotes_the_right_passage_with_its_marker(model, question, right):
+    answer = model.invoke(answer_messages(question=question, passages=PASSAGES))
+
+    assert isinstance(answer, AIMessage)
+    found = quotes(answer.content)
+    assert {n for _, n in found} == {right}, answer.content
+    for sentence, n in found:
+        assert sentence in PASSAGES[n - 1]["text"], sentence  # quoted word for word
+    assert answer.response_metadata["model_name"] == OFFLINE_MODEL_NAME
+
+
+def test_invoke_never_quotes_code(model):
+    answer = model.invoke(answer_messages(question="How do I create a publisher for a topic?", passages=PASSAGES))
+    assert "create_publisher" not in answer.content
+    assert "```" not in answer.content
+
+
+def test_invoke_answers_the_final_question_after_history(model):
+    history = [HumanMessage("What is a topic?"), AIMessage("A topic is a named bus [1].")]
+    messages = answer_messages(
+        question="How can I start many nodes together?", passages=PASSAGES, history=history
+    )
+    found = quotes(model.invoke(messages).content)
+    assert {n for _, n in found} == {3}
+
+
+def test_stream_yields_the_answer_token_by_token(model):
+    messages = answer_messages(question="How can I start many nodes together?", passages=PASSAGES)
+    expected = model.invoke(messages).content
+
+    chunks = [chunk.content for chunk in model.stream(messages)]
+
+    assert "".join(chunks) == expected
+    words = [c for c in chunks if c.strip()]
+    assert len(words) == len(expected.split()) > 20
+    assert all(len(c.split()) == 1 for c in words)
+
+
+async def test_astream_yields_the_same_tokens(model):
+    messages = answer_messages(question="How does a service client get a reply from the server?", passages=PASSAGES)
+    expected = (await model.ainvoke(messages)).content
+
+    chunks = [chunk.content async for chunk in model.astream(messages)]
+
+    assert "".join(chunks) == expected
+    assert len([c for c in chunks if c.strip()]) > 20
+
+
+def test_selection_answer_starts_with_the_selected_passage(model):
+    selection = (
+        "Quality of service settings decide what happens when a subscriber is slow. A reliable topic "
+        "retries lost messages, while a best effort topic drops them to keep latency low."
+    )
+    answer = model.invoke(answer_messages(question="Explain this", passages=PASSAGES, selected_text=selection))
+
+    assert answer.content.startswith("About the selected passage: ")
+    found = quotes(answer.content)
+    selected = [s for s, n in found if s in selection]
+    assert selected, answer.content
+    assert all(n == 1 for s, n in found if s in selection)  # the selection cites [1]
+
+
+def test_selection_from_the_first_passage_is_not_quoted_twice(model):
+    """The retrieve step puts the section a selection came from first, so its sentences are in [1] too."""
+    selection = "Topics are one-way and anonymous, so a publisher does not know who is listening."
+    answer = model.invoke(answer_messages(question="Explain this", passages=PASSAGES, selected_text=selection))
+
+    assert answer.content.startswith("About the selected passage: ")
+    sentences = [s for s, _ in quotes(answer.content)]
+    assert len(sentences) == len(set(sentences)), f"a sentence is repeated: {answer.content!r}"
+
+
+def test_small_talk_gets_the_greeting_without_the_label(model):
+    answer = model.invoke(answer_messages(question="Hi! Thanks for the help earlier.", passages=[], small_talk=True))
+    assert answer.content == SMALL_TALK_REPLY
+    assert OFFLINE_LABEL not in answer.content
+
+
+def test_no_passages_says_not_found_with_the_label(model):
+    answer = model.invoke(answer_messages(question="How do I calibrate a LiDAR?", passages=[]))
+    assert answer.content == f"{NOT_FOUND}\n\n{OFFLINE_LABEL}"
+
+
+def test_parse_answer_context_round_trips_titles_with_quotes_and_ampersands():
+    passages = [
+        {
+            "title": 'Nodes & "Topics": Ada\'s <first> guide',
+            "heading": "Q&A — publishers & subscribers",
+            "path": "02-ros2/q&a.md",
+            "text": 'A node can say "hello" & <b>exit</b>.\nIt has two lines.',
+        },
+        SERVICES,
+    ]
+    messages = answer_messages(
+        question="What does a node say & why?", passages=passages, selected_text="A node can say \"hello\"."
+    )
+
+    context = parse_answer_context(messages[-1].content)
+
+    assert context["grounded"] is True
+    assert context["question"] == "What does a node say & why?"
+    assert context["selection"] == 'A node can say "hello".'
+    assert context["passages"] == [{"n": n, **p} for n, p in enumerate(passages, start=1)]
+
+
+def test_parse_answer_context_of_plain_text_is_not_grounded():
+    context = parse_answer_context("hello there")
+    assert context == {"question": "hello there", "selection": None, "passages": [], "grounded": False}
+
+
+def test_format_passages_numbers_from_one():
+    text = format_passages(PASSAGES)
+    assert [int(n) for n in re.findall(r'<passage n="(\d+)"', text)] == [1, 2, 3]
+    assert format_passages([]) == "<passages>\n</passages>"
