@@ -1,0 +1,162 @@
+"""The `booktutor` command as a user runs it: separate processes, real Postgres, real index."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import CORPUS, EVAL_SET, SAMPLE_BOOK, run_cli
+
+TOPICS = "How do ROS 2 nodes exchange messages through topics?"
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory, corpus_home, database_url) -> dict[str, str]:
+    """A data folder of its own (a copy of the ingested corpus) so CLI processes can lock it."""
+    home = tmp_path_factory.mktemp("cli-home")
+    shutil.copytree(corpus_home / "qdrant", home / "qdrant")
+    return {"BOOKTUTOR_HOME": str(home), "DATABASE_URL": database_url}
+
+
+def ask_json(env, *args: str) -> dict:
+    result = run_cli("ask", *args, "--json", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def assert_clean_failure(result, code: str) -> None:
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert code in output
+    assert "Traceback" not in output
+
+
+def test_ask_cites_the_chapter_and_a_new_process_continues_the_thread(cli_env):
+    first = ask_json(cli_env, TOPICS)
+
+    assert "01-ros2/02-nodes-topics.md" in [c["path"] for c in first["citations"]]
+    assert first["model"] == "offline-extractive"
+    assert {"answer", "citations", "thread_id", "model"} <= set(first)
+    for citation in first["citations"]:
+        assert {"n", "path", "title", "heading", "url"} <= set(citation)
+
+    second = ask_json(cli_env, "and how is that different from a service?", "--thread", first["thread_id"])
+
+    assert second["thread_id"] == first["thread_id"]
+    assert second["turn"] == "follow_up"
+    assert second["citations"][0]["path"] == "01-ros2/03-services-actions.md"
+
+
+def test_ask_streams_text_with_sources_and_thread(cli_env):
+    result = run_cli("ask", "What is Gazebo used for?", env=cli_env)
+
+    assert result.returncode == 0, result.stderr
+    assert "Sources" in result.stdout and "02-simulation/" in result.stdout
+    assert "Offline answer" in result.stdout
+    assert "thread:" in result.stderr
+
+
+def test_ask_about_a_selection_on_a_page(cli_env):
+    answer = ask_json(
+        cli_env,
+        "Explain this",
+        "--selected-text",
+        "Domain randomization varies simulation parameters such as lighting, textures, friction and masses",
+        "--page",
+        "03-isaac/05-sim-to-real.md",
+    )
+    assert answer["answer"].startswith("About the selected passage")
+    assert answer["sources"][0]["path"] == "03-isaac/05-sim-to-real.md"
+
+
+def test_translation_without_a_model_fails_clearly(cli_env):
+    result = run_cli("ask", TOPICS, "--language", "ur", "--json", env=cli_env)
+    assert result.returncode == 1
+    payload = json.loads(result.stdout)
+    assert payload["error"]["code"] == "model_required"
+    assert payload["answer"]  # the English answer is still there
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["ask", ""], "empty_message"),
+        (["ask", "why " * 3000], "message_too_long"),
+        (["ask", TOPICS, "--thread", "does-not-exist"], "thread_not_found"),
+        (["ask", TOPICS, "--language", "xx"], "unsupported_language"),
+        (["ingest", "/nonexistent/docs"], "docs_not_found"),
+        (["eval", "/nonexistent/questions.jsonl"], "eval_file_not_found"),
+    ],
+)
+def test_bad_input_gets_a_message_and_a_non_zero_exit(cli_env, args, code):
+    assert_clean_failure(run_cli(*args, env=cli_env), code)
+
+
+def test_ingest_of_a_folder_without_markdown_is_refused(cli_env, tmp_path):
+    (tmp_path / "notes.txt").write_text("not markdown")
+    assert_clean_failure(run_cli("ingest", str(tmp_path), env=cli_env), "docs_empty")
+
+
+def test_ingest_warns_about_a_bad_file_and_counts_it(tmp_path, database_url):
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLE_BOOK, docs)
+    (docs / "broken.mdx").write_text("---\ntitle: 'unterminated\n---\n# Broken\n")
+    env = {"BOOKTUTOR_HOME": str(tmp_path / "home"), "DATABASE_URL": database_url}
+
+    result = run_cli("ingest", str(docs), env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert "1 failed" in result.stdout
+    assert "skipped broken.mdx" in result.stderr and "frontmatter" in result.stderr
+    again = run_cli("ingest", str(docs), "--json", env=env)
+    report = json.loads(again.stdout)
+    assert report["unchanged"] == report["files"] - 1 and report["chunks_written"] == 0
+
+
+def test_eval_reports_recall_and_mrr_per_kind(cli_env):
+    result = run_cli("eval", str(EVAL_SET), "--k", "5", "--json", env=cli_env)
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["overall"]["recall"] >= 0.85
+    assert set(report["by_kind"]) == {"conceptual", "factual", "howto", "paraphrase", "selection"}
+    table = run_cli("eval", str(EVAL_SET), env=cli_env)
+    assert "recall@5" in table.stdout and "MRR" in table.stdout and "paraphrase" in table.stdout
+
+
+def test_chat_keeps_the_conversation_between_turns(cli_env):
+    result = run_cli("chat", env=cli_env, input=f"{TOPICS}\nand how is that different from a service?\n/quit\n")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Sources") == 2
+    assert "03-services-actions.md" in result.stdout
+
+
+def test_migrate_is_idempotent(cli_env):
+    for _ in range(2):
+        result = run_cli("migrate", env=cli_env)
+        assert result.returncode == 0, result.stderr
+        assert "up to date" in result.stdout
+
+
+def test_zero_configuration_uses_embedded_postgres_and_local_qdrant(tmp_path):
+    """The README's first command: no DATABASE_URL, no QDRANT_URL, no model."""
+    env = {"BOOKTUTOR_HOME": str(tmp_path / "home")}
+
+    ingest = run_cli("ingest", str(SAMPLE_BOOK), env=env)
+    assert ingest.returncode == 0, ingest.stderr
+    first = ask_json(env, "How does a PID controller use the derivative term?")
+    assert first["citations"][0]["path"] == "02-motion/03-pid-control.md"
+    second = ask_json(env, "and what does the integral term do?", "--thread", first["thread_id"])
+    assert second["thread_id"] == first["thread_id"]
+    assert (tmp_path / "home" / "postgres").is_dir() and (tmp_path / "home" / "qdrant").is_dir()
+
+
+def test_help_lists_every_command():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("ingest", "ask", "chat", "eval", "migrate"):
+        assert command in result.stdout
+    assert CORPUS.is_dir()
