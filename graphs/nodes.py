@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -130,7 +131,7 @@ async def rewrite_query(state: State, runtime: Runtime[Context]) -> dict[str, An
         f"{'user' if isinstance(m, HumanMessage) else 'assistant'}: {m.text}"
         for m in _history(state["messages"], context.history_turns)
     ]
-    tool = build_rewrite_tool(rewriter())
+    tool = build_rewrite_tool(await asyncio.to_thread(rewriter))
     query = await tool.ainvoke({"question": question, "history": history, "profile": context.profile})
     selected = turn_inputs(state).get("selected_text")
     if state.get("turn") == "explain" and selected:
@@ -143,7 +144,9 @@ async def retrieve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Hybrid search of the book; a selection's own section comes first."""
     context = _context(runtime)
     inputs = turn_inputs(state)
-    passages = await search_tool(context).ainvoke(
+    # Opening the index reads files and loads the embedding model: keep it off the event loop.
+    tool = await asyncio.to_thread(search_tool, context)
+    passages = await tool.ainvoke(
         {
             "query": state.get("query") or _last_human(state["messages"]).text,
             "k": context.k,
@@ -175,7 +178,9 @@ async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         small_talk=state.get("turn") == "small_talk",
         profile=context.profile,
     )
-    response = await answer_model().ainvoke(messages)
+    # Building a client loads certificates from disk, so the first call happens off the event loop.
+    model = await asyncio.to_thread(answer_model)
+    response = await model.ainvoke(messages)
     citations = cited(response.text, passages)
     message = AIMessage(
         content=response.text,
@@ -203,7 +208,8 @@ async def translate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     if not source.strip():
         return {"error": {"code": "nothing_to_translate", "message": "There is no text to translate yet."}}
     try:
-        result = await build_translate_tool(translator()).ainvoke({"text": source, "language": language})
+        tool = build_translate_tool(await asyncio.to_thread(translator))
+        result = await tool.ainvoke({"text": source, "language": language})
     except BooktutorError as exc:
         return {"error": exc.as_dict()}
     extra = {"language": result["language"], "direction": result["direction"]}
