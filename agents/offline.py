@@ -30,7 +30,7 @@ OFFLINE_LABEL = (
 NOT_FOUND = "I could not find this in the book."
 SMALL_TALK_REPLY = (
     "Hello! I'm the tutor for this book. Ask me about anything in it, or select a passage and ask me to "
-    "explain it."
+    "explain it.\n\n_Offline mode: answers are quoted from the book; no language model is configured._"
 )
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.M | re.S)

@@ -19,6 +19,13 @@ async def create_thread(session: AsyncSession, *, thread_id: str, title: str, re
     return thread
 
 
+async def delete_thread(session: AsyncSession, *, thread_id: str) -> None:
+    thread = await session.get(Thread, thread_id)
+    if thread is not None:
+        await session.delete(thread)
+        await session.commit()
+
+
 async def touch_thread(session: AsyncSession, *, thread: Thread) -> None:
     from sqlalchemy import func
 

@@ -111,6 +111,7 @@ class Tutor:
     ) -> TurnResult:
         """Run one turn to the end, calling `on_token` with answer tokens as they stream."""
         validate_turn(self.settings, message=message, selected_text=selected_text, language=language)
+        is_new = thread_id is None
         thread_id = await self.ensure_thread(thread_id=thread_id, title=message.strip(), reader_id=reader_id)
         config = {"configurable": {"thread_id": thread_id}}
         # Every per-turn field is sent, even when empty, so the turn never inherits the last one's.
@@ -121,14 +122,25 @@ class Tutor:
             "language": language or None,
         }
         context = self.settings.context(profile=profile)
-        async for chunk, metadata in self.graph.astream(
-            turn_input, config, context=context, stream_mode="messages"
-        ):
-            if on_token and metadata.get("langgraph_node") == "answer" and isinstance(chunk, AIMessageChunk):
-                if chunk.text:
-                    on_token(chunk.text)
+        try:
+            async for chunk, metadata in self.graph.astream(
+                turn_input, config, context=context, stream_mode="messages"
+            ):
+                if on_token and metadata.get("langgraph_node") == "answer" and isinstance(chunk, AIMessageChunk):
+                    if chunk.text:
+                        on_token(chunk.text)
+        except BaseException:
+            if is_new:
+                # A first turn that failed leaves no empty thread behind to be listed.
+                await self._forget_thread(thread_id)
+            raise
         values = (await self.graph.aget_state(config)).values
         return self._result(thread_id, values)
+
+    async def _forget_thread(self, thread_id: str) -> None:
+        async with self.sessions() as session:
+            await crud.delete_thread(session, thread_id=thread_id)
+        await self.graph.checkpointer.adelete_thread(thread_id)
 
     @staticmethod
     def _result(thread_id: str, values: dict[str, Any]) -> TurnResult:

@@ -174,3 +174,20 @@ def test_builder_compiles_without_a_checkpointer_for_studio():
     assert {"route", "rewrite_query", "retrieve", "answer", "translate"} <= set(graph.get_graph().nodes)
     assert builder.compile().get_input_jsonschema()["properties"].keys() >= {"messages", "selected_text", "page", "language"}
     assert isinstance(AIMessage("x"), AIMessage)
+
+
+async def test_a_failed_first_turn_leaves_no_thread_behind(tmp_path, database_url):
+    from server import crud
+    from server.settings import Settings
+    from server.tutor import open_tutor
+    from tools.errors import BookIndexError
+
+    async with open_tutor(Settings(home=tmp_path, database_url=database_url, collection="nothing")) as empty:
+        async with empty.sessions() as session:
+            before = {t.id for t in await crud.list_threads(session, reader_id=None, limit=1000)}
+        with pytest.raises(BookIndexError) as raised:
+            await empty.run_turn(TOPICS)
+        assert raised.value.code == "index_empty"
+        async with empty.sessions() as session:
+            after = {t.id for t in await crud.list_threads(session, reader_id=None, limit=1000)}
+    assert after == before

@@ -94,6 +94,13 @@ def test_bad_input_gets_a_message_and_a_non_zero_exit(cli_env, args, code):
     assert_clean_failure(run_cli(*args, env=cli_env), code)
 
 
+def test_asking_before_anything_is_ingested_says_what_to_do(tmp_path, database_url):
+    env = {"BOOKTUTOR_HOME": str(tmp_path / "empty-home"), "DATABASE_URL": database_url}
+    result = run_cli("ask", TOPICS, env=env)
+    assert_clean_failure(result, "index_empty")
+    assert "booktutor ingest" in result.stderr
+
+
 def test_ingest_of_a_folder_without_markdown_is_refused(cli_env, tmp_path):
     (tmp_path / "notes.txt").write_text("not markdown")
     assert_clean_failure(run_cli("ingest", str(tmp_path), env=cli_env), "docs_empty")

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from markdown_it import MarkdownIt
 
+from tests.conftest import CORPUS
 from tools.chunking import Chunk, chunk_markdown
 from tools.docusaurus import find_doc_files, heading_anchor, read_page
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "physical-ai-book"
 
 
 _MD = MarkdownIt("commonmark").enable("table").disable("code")

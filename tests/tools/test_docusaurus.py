@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import CORPUS
 from tools.docusaurus import Page, PageError, find_doc_files, heading_anchor, read_page
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "physical-ai-book"
 
 
 
