@@ -164,19 +164,12 @@ async def _ask(settings: Settings, question: str, *, stream: bool, **turn: Any):
 
 
 async def _turn(tutor, question: str, *, stream: bool, thread: str | None, **turn: Any):
-    streamed: list[str] = []
-
     def on_token(token: str) -> None:
-        streamed.append(token)
         out.print(token, end="", markup=False, highlight=False, soft_wrap=True)
 
-    translating = bool(turn.get("language")) and turn["language"].split("-")[0].lower() != "en"
-    result = await tutor.run_turn(question, thread_id=thread, on_token=on_token if stream and not translating else None, **turn)
+    result = await tutor.run_turn(question, thread_id=thread, on_token=on_token if stream else None, **turn)
     if stream:
-        if not streamed or result.language != "en":
-            out.print(result.answer, markup=False, highlight=False, soft_wrap=True)
-        else:
-            out.print()
+        out.print()
     return result
 
 

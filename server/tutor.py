@@ -27,6 +27,22 @@ class ThreadNotFoundError(BooktutorError):
     code = "thread_not_found"
 
 
+STEP_LABELS = {
+    "small_talk": "Replying",
+    "translate": "Translating",
+    "explain": "Reading the selected passage",
+}
+
+
+def _wants_translation(language: str | None, profile: dict[str, Any] | None) -> bool:
+    language = language or (profile or {}).get("preferred_language")
+    return bool(language) and language.split("-")[0].lower() != "en"
+
+
+def _source(passage: dict[str, Any], n: int) -> dict[str, Any]:
+    return {"n": n, **{k: passage[k] for k in ("path", "title", "heading", "url", "score")}}
+
+
 @dataclass
 class TurnResult:
     """What a finished turn gives back to a caller."""
@@ -97,6 +113,77 @@ class Tutor:
             await crud.touch_thread(session, thread=thread)
             return thread_id
 
+    async def begin_turn(
+        self,
+        message: str,
+        *,
+        thread_id: str | None = None,
+        selected_text: str | None = None,
+        language: str | None = None,
+        reader_id: str | None = None,
+    ) -> tuple[str, bool]:
+        """Validate a turn and make sure its thread exists: (thread id, whether it is new)."""
+        validate_turn(self.settings, message=message, selected_text=selected_text, language=language)
+        is_new = thread_id is None
+        thread_id = await self.ensure_thread(thread_id=thread_id, title=message.strip(), reader_id=reader_id)
+        return thread_id, is_new
+
+    async def stream_turn(
+        self,
+        message: str,
+        *,
+        thread_id: str,
+        is_new: bool = False,
+        selected_text: str | None = None,
+        page: str | None = None,
+        language: str | None = None,
+        profile: dict[str, Any] | None = None,
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """Run a turn begun with `begin_turn`, yielding ("step" | "sources" | "token", data) as it goes
+        and ("done", TurnResult) at the end."""
+        config = {"configurable": {"thread_id": thread_id}}
+        # Every per-turn field is sent, even when empty, so the turn never inherits the last one's.
+        turn_input = {
+            "messages": [HumanMessage(message.strip())],
+            "selected_text": selected_text or None,
+            "page": page or None,
+            "language": language or None,
+        }
+        translating = False
+        try:
+            async for mode, payload in self.graph.astream(
+                turn_input, config, context=self.settings.context(profile=profile), stream_mode=["updates", "messages"]
+            ):
+                if mode == "messages":
+                    chunk, metadata = payload
+                    if metadata.get("langgraph_node") == "answer" and isinstance(chunk, AIMessageChunk) and chunk.text:
+                        if not translating:
+                            yield "token", {"text": chunk.text}
+                    continue
+                for node, update in payload.items():
+                    if node == "route":
+                        turn = update.get("turn")
+                        translating = _wants_translation(language, profile) or turn == "translate"
+                        label = STEP_LABELS.get(turn, "Searching the book")
+                        yield "step", {"step": "route", "turn": turn, "label": label}
+                    elif node == "rewrite_query":
+                        yield "step", {"step": "rewrite_query", "query": update.get("query"), "label": "Searching the book"}
+                    elif node == "retrieve":
+                        yield "sources", {"sources": [_source(p, n) for n, p in enumerate(update.get("passages") or [], 1)]}
+                    elif node == "answer" and translating:
+                        yield "step", {"step": "answer", "label": "Translating"}
+        except BaseException:
+            if is_new:
+                # A first turn that failed leaves no empty thread behind to be listed.
+                await self._forget_thread(thread_id)
+            raise
+        values = (await self.graph.aget_state(config)).values
+        result = self._result(thread_id, values)
+        if translating and result.answer:
+            # The answer streams only once its final language is known (the English one if translation failed).
+            yield "token", {"text": result.answer}
+        yield "done", result
+
     async def run_turn(
         self,
         message: str,
@@ -109,33 +196,25 @@ class Tutor:
         profile: dict[str, Any] | None = None,
         on_token: Callable[[str], None] | None = None,
     ) -> TurnResult:
-        """Run one turn to the end, calling `on_token` with answer tokens as they stream."""
-        validate_turn(self.settings, message=message, selected_text=selected_text, language=language)
-        is_new = thread_id is None
-        thread_id = await self.ensure_thread(thread_id=thread_id, title=message.strip(), reader_id=reader_id)
-        config = {"configurable": {"thread_id": thread_id}}
-        # Every per-turn field is sent, even when empty, so the turn never inherits the last one's.
-        turn_input = {
-            "messages": [HumanMessage(message.strip())],
-            "selected_text": selected_text or None,
-            "page": page or None,
-            "language": language or None,
-        }
-        context = self.settings.context(profile=profile)
-        try:
-            async for chunk, metadata in self.graph.astream(
-                turn_input, config, context=context, stream_mode="messages"
-            ):
-                if on_token and metadata.get("langgraph_node") == "answer" and isinstance(chunk, AIMessageChunk):
-                    if chunk.text:
-                        on_token(chunk.text)
-        except BaseException:
-            if is_new:
-                # A first turn that failed leaves no empty thread behind to be listed.
-                await self._forget_thread(thread_id)
-            raise
-        values = (await self.graph.aget_state(config)).values
-        return self._result(thread_id, values)
+        """Run one turn to the end, calling `on_token` with answer text as it streams."""
+        thread_id, is_new = await self.begin_turn(
+            message, thread_id=thread_id, selected_text=selected_text, language=language, reader_id=reader_id
+        )
+        result = None
+        async for kind, data in self.stream_turn(
+            message,
+            thread_id=thread_id,
+            is_new=is_new,
+            selected_text=selected_text,
+            page=page,
+            language=language,
+            profile=profile,
+        ):
+            if kind == "token" and on_token:
+                on_token(data["text"])
+            elif kind == "done":
+                result = data
+        return result
 
     async def _forget_thread(self, thread_id: str) -> None:
         async with self.sessions() as session:
@@ -151,9 +230,7 @@ class Tutor:
             thread_id=thread_id,
             answer=reply.text if reply else "",
             citations=values.get("citations") or [],
-            sources=[
-                {k: p[k] for k in ("path", "title", "heading", "url", "score")} for p in values.get("passages") or []
-            ],
+            sources=[_source(p, n) for n, p in enumerate(values.get("passages") or [], 1)],
             model=extra.get("model") or model_name("answer"),
             turn=values.get("turn", "question"),
             language=extra.get("language", "en"),
