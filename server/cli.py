@@ -260,6 +260,34 @@ def evaluate(
         out.print(f"  miss {miss['id']} ({miss['kind']}): expected {miss['expected']}, got {miss['got'][:3]}", markup=False)
 
 
+# -- serve ------------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Run the HTTP API (widget API, SSE streams, /docs) on the configured or embedded defaults."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from server.app import create_app
+    from server.observability import configure_logging
+
+    try:
+        settings = get_settings()
+    except ValidationError as error:
+        err.print(f"[bold red]error[/] (bad_settings): {error.errors()[0]['msg']}", highlight=False)
+        raise typer.Exit(1)
+    configure_logging(os.getenv("BOOKTUTOR_LOG_LEVEL", "INFO"))
+    err.print(f"booktutor serving on http://{host}:{port} (API docs at /docs)", highlight=False)
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", timeout_graceful_shutdown=15)
+    except BooktutorError as error:
+        _fail(error)
+
+
 # -- migrate -----------------------------------------------------------------------------------------
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.models import IngestRun, Thread
+from server.models import Feedback, IngestRun, Profile, Thread
 
 
 async def get_thread(session: AsyncSession, *, thread_id: str) -> Thread | None:
@@ -53,3 +53,43 @@ async def record_ingest(session: AsyncSession, *, collection: str, report: dict)
     session.add(run)
     await session.commit()
     return run
+
+
+async def get_profile(session: AsyncSession, *, reader_id: str) -> Profile | None:
+    return await session.get(Profile, reader_id)
+
+
+async def save_profile(session: AsyncSession, *, reader_id: str, fields: dict) -> Profile:
+    profile = await session.get(Profile, reader_id) or Profile(reader_id=reader_id)
+    for name, value in fields.items():
+        setattr(profile, name, value)
+    session.add(profile)
+    await session.commit()
+    await session.refresh(profile)
+    return profile
+
+
+async def add_feedback(
+    session: AsyncSession, *, reader_id: str, thread_id: str, message_id: str, rating: int, comment: str = ""
+) -> Feedback:
+    feedback = Feedback(reader_id=reader_id, thread_id=thread_id, message_id=message_id, rating=rating, comment=comment)
+    session.add(feedback)
+    await session.commit()
+    return feedback
+
+
+async def upsert_profile(session: AsyncSession, *, reader_id: str, fields: dict) -> Profile:
+    """Insert or replace a reader's profile in one statement (no read first), returning the stored row."""
+    from sqlalchemy import func
+    from sqlalchemy.dialects.postgresql import insert
+
+    statement = (
+        insert(Profile)
+        .values(reader_id=reader_id, **fields)
+        .on_conflict_do_update(index_elements=[Profile.reader_id], set_={**fields, "updated_at": func.now()})
+        .returning(Profile)
+    )
+    # populate_existing: a Profile already in this session must show the row as stored now.
+    profile = (await session.scalars(statement, execution_options={"populate_existing": True})).one()
+    await session.commit()
+    return profile

@@ -43,3 +43,38 @@ class IngestRun(Base):
     removed: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
     report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Profile(Base):
+    """What a reader told us about themselves; answers are written for it."""
+
+    __tablename__ = "profiles"
+
+    reader_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    software_background: Mapped[str] = mapped_column(String(500), default="")
+    hardware_background: Mapped[str] = mapped_column(String(500), default="")
+    experience_level: Mapped[str] = mapped_column(String(20), default="")
+    goals: Mapped[str] = mapped_column(String(1000), default="")
+    preferred_language: Mapped[str] = mapped_column(String(16), default="en")
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    def as_context(self) -> dict[str, str]:
+        """The profile as the graph's Context expects it (empty fields left out)."""
+        fields = ("software_background", "hardware_background", "experience_level", "goals", "preferred_language")
+        return {name: getattr(self, name) for name in fields if getattr(self, name)}
+
+
+class Feedback(Base):
+    """A reader's rating of one answer."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    reader_id: Mapped[str] = mapped_column(String(128), index=True)
+    thread_id: Mapped[str] = mapped_column(String(64), index=True)
+    message_id: Mapped[str] = mapped_column(String(128))
+    rating: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(String(2000), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

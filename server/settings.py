@@ -6,8 +6,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from graphs.context import Context
 
@@ -27,6 +29,48 @@ class Settings(BaseSettings):
     top_k: int = Field(default=5, ge=1, le=50, validation_alias="BOOKTUTOR_TOP_K")
     max_message_chars: int = Field(default=4000, ge=1, validation_alias="BOOKTUTOR_MAX_MESSAGE_CHARS")
     max_selection_chars: int = Field(default=8000, ge=1, validation_alias="BOOKTUTOR_MAX_SELECTION_CHARS")
+
+    # -- the HTTP server --
+    environment: Literal["development", "production"] = Field(default="development", validation_alias="BOOKTUTOR_ENV")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="BOOKTUTOR_CORS_ORIGINS")
+    jwt_secret: Optional[str] = Field(default=None, validation_alias="BOOKTUTOR_JWT_SECRET")
+    jwks_url: Optional[str] = Field(default=None, validation_alias="BOOKTUTOR_JWKS_URL")
+    jwt_algorithm: str = Field(default="RS256", validation_alias="BOOKTUTOR_JWT_ALGORITHM")
+    jwt_audience: Optional[str] = Field(default=None, validation_alias="BOOKTUTOR_JWT_AUDIENCE")
+    jwt_issuer: Optional[str] = Field(default=None, validation_alias="BOOKTUTOR_JWT_ISSUER")
+    allow_anonymous: Optional[bool] = Field(default=None, validation_alias="BOOKTUTOR_ALLOW_ANONYMOUS")
+    admin_subjects: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="BOOKTUTOR_ADMIN_SUBJECTS")
+    rate_limit: str = Field(default="60/minute", validation_alias="BOOKTUTOR_RATE_LIMIT")
+    anonymous_rate_limit: str = Field(default="10/minute", validation_alias="BOOKTUTOR_ANONYMOUS_RATE_LIMIT")
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, validation_alias="BOOKTUTOR_MAX_BODY_BYTES")
+    max_concurrent_runs: int = Field(default=16, ge=1, validation_alias="BOOKTUTOR_MAX_CONCURRENT_RUNS")
+    run_retention_seconds: float = Field(default=600, ge=1, validation_alias="BOOKTUTOR_RUN_RETENTION_SECONDS")
+    heartbeat_seconds: float = Field(default=15, gt=0, validation_alias="BOOKTUTOR_HEARTBEAT_SECONDS")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_lists(cls, data):
+        # Comma-separated lists in environment variables: BOOKTUTOR_CORS_ORIGINS=https://a,https://b
+        if isinstance(data, dict):
+            for key in ("cors_origins", "BOOKTUTOR_CORS_ORIGINS", "admin_subjects", "BOOKTUTOR_ADMIN_SUBJECTS"):
+                if isinstance(data.get(key), str):
+                    data[key] = [item.strip() for item in data[key].split(",") if item.strip()]
+        return data
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> "Settings":
+        if self.environment != "production":
+            return self
+        problems = []
+        if not (self.jwt_secret or self.jwks_url) and not self.allow_anonymous:
+            problems.append("set BOOKTUTOR_JWT_SECRET or BOOKTUTOR_JWKS_URL (or BOOKTUTOR_ALLOW_ANONYMOUS=true)")
+        if self.jwt_secret and len(self.jwt_secret) < 32:
+            problems.append("BOOKTUTOR_JWT_SECRET must be at least 32 characters")
+        if "*" in self.cors_origins:
+            problems.append("BOOKTUTOR_CORS_ORIGINS must list origins, not '*'")
+        if problems:
+            raise ValueError("unsafe production settings: " + "; ".join(problems))
+        return self
 
     @property
     def qdrant_path(self) -> Path:

@@ -138,10 +138,13 @@ class Tutor:
         page: str | None = None,
         language: str | None = None,
         profile: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> AsyncIterator[tuple[str, Any]]:
         """Run a turn begun with `begin_turn`, yielding ("step" | "sources" | "token", data) as it goes
         and ("done", TurnResult) at the end."""
         config = {"configurable": {"thread_id": thread_id}}
+        # LangSmith (when its variables are set) files each turn under a readable name with our ids.
+        traced = {**config, "run_name": "booktutor turn", "metadata": {"thread_id": thread_id, **(metadata or {})}}
         # Every per-turn field is sent, even when empty, so the turn never inherits the last one's.
         turn_input = {
             "messages": [HumanMessage(message.strip())],
@@ -152,7 +155,7 @@ class Tutor:
         translating = False
         try:
             async for mode, payload in self.graph.astream(
-                turn_input, config, context=self.settings.context(profile=profile), stream_mode=["updates", "messages"]
+                turn_input, traced, context=self.settings.context(profile=profile), stream_mode=["updates", "messages"]
             ):
                 if mode == "messages":
                     chunk, metadata = payload

@@ -1,0 +1,78 @@
+"""The FastAPI app: lifespan opens Postgres, the checkpointer and the book index once per process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from server.auth import Authenticator
+from server.errors import install_error_handlers
+from server.limits import BodySizeLimit, RateLimiter
+from server.observability import Metrics, RequestContext
+from server.routes import chat, feedback, health, ingest, profile, threads, translate
+from server.runs import RunManager
+from server.settings import Settings, get_settings
+from server.tutor import open_tutor
+from tools.index import open_book_index
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_tutor(settings) as tutor:
+            # Opening the index here loads the embedding model once, before the first reader waits for it.
+            app.state.index = await asyncio.to_thread(
+                open_book_index,
+                path=None if settings.qdrant_url else settings.qdrant_path,
+                url=settings.qdrant_url,
+                api_key=settings.qdrant_api_key,
+                collection=settings.collection,
+                embedding_model=settings.embedding_model,
+            )
+            await asyncio.to_thread(app.state.index.embeddings.embed_query, "warm up")
+            app.state.tutor = tutor
+            app.state.runs = RunManager(
+                tutor,
+                max_concurrent=settings.max_concurrent_runs,
+                retention_seconds=settings.run_retention_seconds,
+                metrics=metrics,
+            )
+            try:
+                yield
+            finally:
+                await app.state.runs.shutdown()
+
+    app = FastAPI(
+        title="booktutor",
+        summary="A tutor for your online textbook: chat, explain a selection, translate, with citations.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.auth = Authenticator(settings)
+    app.state.rate_limiter = RateLimiter(settings)
+
+    install_error_handlers(app)
+    for router in (health.router, chat.router, threads.router, profile.router, feedback.router, translate.router, ingest.router):
+        app.include_router(router)
+
+    # Outermost last: the body limit runs before anything reads the body.
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Visitor-Id", "X-Request-Id"],
+            expose_headers=["Content-Location", "X-Visitor-Id", "X-Request-Id", "Retry-After"],
+        )
+    app.add_middleware(RequestContext, metrics=metrics)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,64 @@
+"""FastAPI dependencies as `Annotated` aliases: settings, the tutor, runs, the reader, a DB session."""
+
+from __future__ import annotations
+
+from typing import Annotated, AsyncIterator
+
+from fastapi import Depends, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.auth import Reader
+from server.errors import ApiError
+from server.observability import reader_id_var
+from server.runs import RunManager
+from server.settings import Settings
+from server.tutor import Tutor
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _tutor(request: Request) -> Tutor:
+    return request.app.state.tutor
+
+
+def _runs(request: Request) -> RunManager:
+    return request.app.state.runs
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.tutor.sessions() as session:
+        yield session
+
+
+async def _reader(request: Request, response: Response) -> Reader:
+    """The verified reader of this request (a signed-in user or an anonymous visitor)."""
+    reader = await request.app.state.auth.authenticate(
+        request.headers.get("authorization"), request.headers.get("x-visitor-id")
+    )
+    if reader.anonymous:
+        # The browser keeps this id and sends it back as X-Visitor-Id to find its threads again.
+        response.headers["X-Visitor-Id"] = reader.visitor_id
+    reader_id_var.set(reader.id)
+    return reader
+
+
+async def _limited_reader(request: Request, reader: Annotated[Reader, Depends(_reader)]) -> Reader:
+    """The reader, after their per-reader rate limit is checked."""
+    request.app.state.rate_limiter.check(reader)
+    return reader
+
+
+async def _admin(reader: Annotated[Reader, Depends(_limited_reader)]) -> Reader:
+    if not reader.admin:
+        raise ApiError(403, "forbidden", "This needs an admin token.")
+    return reader
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+TutorDep = Annotated[Tutor, Depends(_tutor)]
+RunsDep = Annotated[RunManager, Depends(_runs)]
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+CurrentReader = Annotated[Reader, Depends(_limited_reader)]
+AdminReader = Annotated[Reader, Depends(_admin)]

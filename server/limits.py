@@ -1,0 +1,200 @@
+"""Guards against one client exhausting the server: body size, request rate and concurrent runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from typing import Any, Awaitable, Callable, MutableMapping
+
+import limits
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from server.auth import Reader
+from tools.errors import BooktutorError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class BodyTooLarge(BooktutorError):
+    """The request body is over the configured limit (HTTP 413)."""
+
+    code = "body_too_large"
+    status = 413
+
+
+class RateLimited(BooktutorError):
+    """The reader made too many requests; `retry_after` is how many seconds to wait (HTTP 429)."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(
+            message or f"Too many requests; try again in {self.retry_after} second{'s' if self.retry_after != 1 else ''}."
+        )
+
+
+class ServerBusy(BooktutorError):
+    """Every run slot of this process is taken (HTTP 503)."""
+
+    code = "server_busy"
+    status = 503
+
+    def __init__(self, message: str = "The tutor is busy with other readers; try again in a moment.") -> None:
+        super().__init__(message)
+
+
+class BodySizeLimit:
+    """Pure ASGI middleware refusing HTTP request bodies larger than `max_bytes` with a 413 envelope.
+
+    A declared `Content-Length` over the limit is refused before the app runs. Otherwise the body is
+    counted as the app reads it, which also covers chunked uploads that declare no length: once the
+    count passes the limit nothing more is read, the 413 is sent (if the app has not started a
+    response) and the app's pending `receive()` raises, so it never sees the complete body.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        if max_bytes < 0:
+            raise ValueError("max_bytes must not be negative")
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _declared_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(send)
+            return
+
+        received = 0
+        over = False
+        started = False
+        refused = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, over, refused
+            if over:
+                raise _BodyOverLimit()
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    over = True
+                    if not started:
+                        refused = True
+                        await self._refuse(send)
+                    raise _BodyOverLimit()
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            # Once the 413 has gone out, whatever the app sends (say, a 500 for our exception) is dropped.
+            if refused:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            # Our own stop signal, or what the app made of it: the client already has its 413.
+            if not refused:
+                raise
+
+    async def _refuse(self, send: Send) -> None:
+        error = BodyTooLarge(f"The request body is larger than the limit of {self.max_bytes:,} bytes.")
+        body = json.dumps({"error": error.as_dict()}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": BodyTooLarge.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    # The rest of the body stays unread, so the connection cannot be reused.
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyOverLimit(Exception):
+    """Raised from `receive()` to stop an app that is reading an oversized body."""
+
+
+def _declared_length(scope: Scope) -> int | None:
+    longest: int | None = None
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                # The server rejects malformed lengths; counting still protects us if one slips through.
+                continue
+            longest = length if longest is None else max(longest, length)
+    return longest
+
+
+class RateLimiter:
+    """Per-reader request limits over a moving window (`limits` strings such as "60/minute").
+
+    Anonymous readers get `anonymous_rate_limit`, signed-in readers `rate_limit`. Counts live in this
+    process's memory: each worker process limits on its own and counts reset on restart, so with N
+    workers a reader may make up to N times the configured rate.
+    """
+
+    def __init__(self, settings: Any) -> None:
+        self._signed_in = limits.parse(settings.rate_limit)
+        self._anonymous = limits.parse(settings.anonymous_rate_limit)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def check(self, reader: Reader) -> None:
+        """Count one request for `reader`, or raise `RateLimited` if their window is full."""
+        item = self._anonymous if reader.anonymous else self._signed_in
+        if self._limiter.hit(item, "reader", reader.id):
+            return
+        stats = self._limiter.get_window_stats(item, "reader", reader.id)
+        raise RateLimited(math.ceil(stats.reset_time - time.time()))
+
+
+class ConcurrencyLimit:
+    """At most `max_runs` tutor runs at once in this process; the caller answers `ServerBusy` when full."""
+
+    def __init__(self, max_runs: int) -> None:
+        if max_runs < 1:
+            raise ValueError("max_runs must be at least 1")
+        self.max_runs = max_runs
+        self._in_use = 0
+        self._lock = threading.Lock()
+
+    @property
+    def in_use(self) -> int:
+        """How many slots are taken."""
+        return self._in_use
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free; never waits."""
+        with self._lock:
+            if self._in_use >= self.max_runs:
+                return False
+            self._in_use += 1
+            return True
+
+    def release(self) -> None:
+        """Give back a slot taken with `try_acquire`."""
+        with self._lock:
+            if self._in_use == 0:
+                raise RuntimeError("ConcurrencyLimit.release() called more often than try_acquire()")
+            self._in_use -= 1

@@ -1,0 +1,137 @@
+"""Chat and explain-a-selection as resumable Server-Sent Event streams; run replay and cancel."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, AsyncIterator, Optional
+
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from server import crud
+from server.auth import Reader
+from server.deps import CurrentReader, RunsDep, SessionDep, SettingsDep
+from server.runs import Run, RunManager
+
+router = APIRouter(prefix="/v1", tags=["chat"])
+
+_THREAD_ID = Field(
+    default=None,
+    validation_alias=AliasChoices("thread_id", "session_id"),
+    max_length=64,
+    pattern=r"^[A-Za-z0-9_.:-]+$",
+    description="Continue this thread (`session_id` is accepted too); leave out to start one.",
+)
+
+
+class ChatRequest(BaseModel):
+    """A chat turn. Field names follow what book front ends already send."""
+
+    # Front ends send extra fields (user ids, UI state); ignoring them loses nothing we store.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    message: str = Field(validation_alias=AliasChoices("message", "question"), description="The reader's text.")
+    thread_id: Optional[str] = _THREAD_ID
+    selected_text: Optional[str] = Field(default=None, description="A passage the reader selected.")
+    language: Optional[str] = Field(default=None, max_length=16, description="Answer language, e.g. `ur`.")
+    page: Optional[str] = Field(default=None, max_length=1024, description="Doc path or URL the reader is on.")
+
+
+class ExplainRequest(BaseModel):
+    """Explain (or ask about) a selected passage."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    selected_text: str = Field(description="The passage to explain.")
+    message: str = Field(
+        default="Explain this passage.",
+        validation_alias=AliasChoices("message", "question"),
+        description="An optional question about the passage.",
+    )
+    thread_id: Optional[str] = _THREAD_ID
+    language: Optional[str] = Field(default=None, max_length=16)
+    page: Optional[str] = Field(default=None, max_length=1024)
+
+
+def stream_url(run: Run) -> str:
+    return f"/v1/runs/{run.id}/stream"
+
+
+def event_stream(run: Run, reader: Reader, *, after: int, heartbeat: float) -> EventSourceResponse:
+    """The run's events from `after` on; a client that goes away stops reading, not the run."""
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async for item in run.follow(after):
+            yield ServerSentEvent(data=json.dumps(item.data, ensure_ascii=False), event=item.event, id=item.id)
+
+    headers = {"Content-Location": stream_url(run), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    if reader.visitor_id:
+        # A returned response does not carry headers set by dependencies, so repeat the visitor id here.
+        headers["X-Visitor-Id"] = reader.visitor_id
+    return EventSourceResponse(events(), ping=heartbeat, headers=headers)
+
+
+async def _start(
+    body: ChatRequest | ExplainRequest, reader: Reader, runs: RunManager, session, settings
+) -> EventSourceResponse:
+    # The profile comes from our own store for signed-in readers, never from the request body.
+    profile = None
+    if not reader.anonymous:
+        stored = await crud.get_profile(session, reader_id=reader.id)
+        profile = stored.as_context() if stored else None
+    await session.close()
+    run = await runs.start(
+        reader_id=reader.id,
+        message=body.message,
+        thread_id=body.thread_id,
+        selected_text=body.selected_text,
+        page=body.page,
+        language=body.language,
+        profile=profile,
+    )
+    return event_stream(run, reader, after=-1, heartbeat=settings.heartbeat_seconds)
+
+
+STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "Named SSE events; see docs/stream-protocol.md."}
+}
+
+
+@router.post("/chat", response_class=EventSourceResponse, responses=STREAM_RESPONSE)
+async def chat(body: ChatRequest, reader: CurrentReader, runs: RunsDep, session: SessionDep, settings: SettingsDep):
+    """Ask the tutor; the answer streams as `metadata`, `step`, `sources`, `token`…, `done` (or `error`)."""
+    return await _start(body, reader, runs, session, settings)
+
+
+@router.post("/explain", response_class=EventSourceResponse, responses=STREAM_RESPONSE)
+async def explain(body: ExplainRequest, reader: CurrentReader, runs: RunsDep, session: SessionDep, settings: SettingsDep):
+    """Explain a selected passage, streamed like `/v1/chat`."""
+    return await _start(body, reader, runs, session, settings)
+
+
+@router.get("/runs/{run_id}/stream", response_class=EventSourceResponse, responses=STREAM_RESPONSE)
+async def resume(
+    run_id: str,
+    reader: CurrentReader,
+    runs: RunsDep,
+    settings: SettingsDep,
+    last_event_id: Optional[str] = Header(default=None, alias="Last-Event-ID"),
+    after: Optional[str] = Query(default=None, alias="last_event_id", description="Same as the Last-Event-ID header."),
+):
+    """Replay a run's events after `Last-Event-ID` (all of them without it), then follow it live."""
+    run = runs.get(run_id, reader_id=reader.id)
+    position = runs.resume_position(run, last_event_id or after)
+    return event_stream(run, reader, after=position, heartbeat=settings.heartbeat_seconds)
+
+
+@router.get("/runs/{run_id}")
+async def run_status(run_id: str, reader: CurrentReader, runs: RunsDep) -> dict[str, Any]:
+    """Whether a run is still going."""
+    return runs.get(run_id, reader_id=reader.id).public()
+
+
+@router.post("/runs/{run_id}/cancel", status_code=202)
+async def cancel(run_id: str, reader: CurrentReader, runs: RunsDep) -> dict[str, Any]:
+    """Stop a running turn; what was checkpointed so far stays."""
+    return (await runs.cancel(run_id, reader_id=reader.id)).public()

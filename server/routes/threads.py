@@ -1,0 +1,171 @@
+"""A reader's threads: list them, read one back from its checkpoints, delete one."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal, Optional
+
+from fastapi import APIRouter, Query, Response
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server import crud
+from server.auth import Reader
+from server.deps import CurrentReader, RunsDep, SessionDep, TutorDep
+from server.errors import ApiError
+from server.models import Thread
+from server.tutor import Tutor
+from tools.errors import InvalidInputError
+from tools.translation import language_info
+
+router = APIRouter(prefix="/v1", tags=["threads"])
+
+# The ids the chat routes accept; anything else cannot name a thread, so it is simply not found.
+_THREAD_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+class ThreadSummary(BaseModel):
+    thread_id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ThreadList(BaseModel):
+    threads: list[ThreadSummary]
+
+
+class Message(BaseModel):
+    """One message of a thread as the reader saw it."""
+
+    id: str
+    role: Literal["user", "assistant"]
+    content: str
+    citations: list[dict[str, Any]] = Field(default_factory=list, description="Passages the answer cites ([n]).")
+    language: str = Field(description="For answers, the language they were written in; for questions, the one asked for.")
+    direction: Literal["ltr", "rtl"]
+    selected_text: Optional[str] = Field(default=None, description="The passage the reader had selected, if any.")
+    page: Optional[str] = Field(default=None, description="The page the reader was on, if sent.")
+    model: Optional[str] = Field(default=None, description="The model that wrote an answer.")
+
+
+class ThreadDetail(BaseModel):
+    thread_id: str
+    title: str
+    messages: list[Message]
+
+
+NOT_FOUND = {404: {"description": "No such thread for this reader (`thread_not_found`)."}}
+
+
+def thread_not_found(thread_id: str) -> ApiError:
+    return ApiError(404, "thread_not_found", f"No thread '{thread_id[:64]}'.")
+
+
+async def owned_thread(session: AsyncSession, *, thread_id: str, reader: Reader) -> Thread:
+    """The reader's thread, or 404: someone else's thread answers exactly like an unknown one."""
+    if not _THREAD_ID.fullmatch(thread_id):
+        raise thread_not_found(thread_id)
+    thread = await crud.get_thread(session, thread_id=thread_id)
+    if thread is None or thread.reader_id != reader.id:
+        raise thread_not_found(thread_id)
+    return thread
+
+
+async def checkpoint_messages(tutor: Tutor, thread_id: str) -> list[BaseMessage]:
+    """The thread's human and AI messages from its latest checkpoint (empty if it has none yet)."""
+    state = await tutor.graph.aget_state({"configurable": {"thread_id": thread_id}})
+    return [m for m in (state.values or {}).get("messages", []) if isinstance(m, (HumanMessage, AIMessage))]
+
+
+def _language(code: Optional[str]) -> tuple[str, str]:
+    if not code:
+        return "en", "ltr"
+    try:
+        normalised, _, direction = language_info(code)
+    except InvalidInputError:
+        # Stored turns were validated when they ran; an odd old value must not break reading the thread.
+        return "en", "ltr"
+    return normalised, direction
+
+
+def public_message(message: BaseMessage) -> Message:
+    extra = message.additional_kwargs or {}
+    if isinstance(message, HumanMessage):
+        turn = extra.get("turn") or {}
+        language, direction = _language(turn.get("language"))
+        return Message(
+            id=message.id or "",
+            role="user",
+            content=message.text,
+            language=language,
+            direction=direction,
+            selected_text=turn.get("selected_text"),
+            page=turn.get("page"),
+        )
+    return Message(
+        id=message.id or "",
+        role="assistant",
+        content=message.text,
+        citations=extra.get("citations") or [],
+        language=extra.get("language") or "en",
+        direction=extra.get("direction") or "ltr",
+        model=extra.get("model"),
+    )
+
+
+async def assistant_message(tutor: Tutor, *, thread_id: str, message_id: str) -> AIMessage:
+    """An answer of the thread by id, or 404 `message_not_found` (questions cannot be rated or translated)."""
+    for message in await checkpoint_messages(tutor, thread_id):
+        if isinstance(message, AIMessage) and message.id == message_id:
+            return message
+    raise ApiError(404, "message_not_found", f"No answer '{message_id[:128]}' in this thread.")
+
+
+@router.get("/threads", response_model=ThreadList)
+async def list_threads(
+    reader: CurrentReader,
+    session: SessionDep,
+    limit: int = Query(default=50, ge=1, le=100, description="How many threads to return."),
+) -> ThreadList:
+    """The reader's threads, most recently active first."""
+    threads = await crud.list_threads(session, reader_id=reader.id, limit=limit)
+    return ThreadList(
+        threads=[
+            ThreadSummary(thread_id=t.id, title=t.title, created_at=t.created_at, updated_at=t.updated_at)
+            for t in threads
+        ]
+    )
+
+
+@router.get("/threads/{thread_id}", response_model=ThreadDetail, responses=NOT_FOUND)
+async def read_thread(thread_id: str, reader: CurrentReader, session: SessionDep, tutor: TutorDep) -> ThreadDetail:
+    """One thread with its messages, answers with their citations and language."""
+    thread = await owned_thread(session, thread_id=thread_id, reader=reader)
+    # The row is all we need from Postgres; give the connection back before reading checkpoints.
+    title = thread.title
+    await session.close()
+    messages = [public_message(m) for m in await checkpoint_messages(tutor, thread_id)]
+    return ThreadDetail(thread_id=thread_id, title=title, messages=messages)
+
+
+@router.delete(
+    "/threads/{thread_id}",
+    status_code=204,
+    response_class=Response,
+    responses={**NOT_FOUND, 409: {"description": "The thread is still answering (`thread_busy`)."}},
+)
+async def delete_thread(
+    thread_id: str, reader: CurrentReader, session: SessionDep, tutor: TutorDep, runs: RunsDep
+) -> Response:
+    """Delete a thread and everything checkpointed for it. A thread that is still answering is refused."""
+    await owned_thread(session, thread_id=thread_id, reader=reader)
+    # The run manager's own check also covers a turn that is starting right now, not only running ones;
+    # deleting under either would leave checkpoints behind with no thread row.
+    runs._check_thread_free(thread_id)
+    # Checkpoints first: if that fails, the row is still there and the reader can simply retry.
+    await tutor.graph.checkpointer.adelete_thread(thread_id)
+    await crud.delete_thread(session, thread_id=thread_id)
+    return Response(status_code=204)

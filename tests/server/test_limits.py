@@ -1,0 +1,307 @@
+"""Body size, request rate and concurrency limits, driven through real ASGI apps and the `limits` library."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from pydantic import BaseModel
+
+from server.auth import Reader
+from server.limits import BodySizeLimit, ConcurrencyLimit, RateLimited, RateLimiter, ServerBusy
+from server.settings import Settings
+from tools.errors import BooktutorError
+
+MiB = 1024 * 1024
+
+
+class Question(BaseModel):
+    message: str
+
+
+class Counted:
+    """Outermost ASGI layer: counts the body bytes actually pulled from the client (the transport)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.pulled = 0
+        self.headers: dict[bytes, bytes] = {}
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.headers = dict(scope.get("headers", []))
+
+        async def counting_receive():
+            message = await receive()
+            if message["type"] == "http.request":
+                self.pulled += len(message.get("body", b""))
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+def tutor_app(ran: list[str]) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/ask")
+    async def ask(question: Question) -> dict:
+        ran.append(question.message)
+        return {"echo": question.message}
+
+    @app.post("/raw")
+    async def raw(request: Request) -> dict:
+        # An endpoint that swallows every error must still not get the oversized body.
+        try:
+            body = await request.body()
+        except Exception:
+            ran.append("swallowed")
+            return {"size": -1}
+        ran.append("read")
+        return {"size": len(body)}
+
+    return app
+
+
+def client(app) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://booktutor.test")
+
+
+def assert_too_large(response: httpx.Response, limit: int) -> None:
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert error["code"] == "body_too_large"
+    assert f"{limit:,}" in error["message"]
+    assert response.headers["content-type"] == "application/json"
+
+
+async def chunks(count: int, size: int, produced: list[int]):
+    for _ in range(count):
+        produced.append(size)
+        yield b"x" * size
+
+
+# -- BodySizeLimit ----------------------------------------------------------------------------------
+
+
+async def test_small_json_passes():
+    ran: list[str] = []
+    async with client(BodySizeLimit(tutor_app(ran), max_bytes=1_000)) as http:
+        response = await http.post("/ask", json={"message": "What is a ROS 2 topic?"})
+    assert response.status_code == 200
+    assert response.json() == {"echo": "What is a ROS 2 topic?"}
+    assert ran == ["What is a ROS 2 topic?"]
+
+
+async def test_body_of_exactly_the_limit_passes():
+    ran: list[str] = []
+    body = b"y" * 4096
+    async with client(BodySizeLimit(tutor_app(ran), max_bytes=len(body))) as http:
+        response = await http.post("/raw", content=body)
+    assert response.status_code == 200 and response.json() == {"size": 4096}
+
+
+async def test_declared_content_length_over_limit_is_refused_before_the_app_runs():
+    ran: list[str] = []
+    app = Counted(BodySizeLimit(tutor_app(ran), max_bytes=1_000))
+    async with client(app) as http:
+        response = await http.post("/ask", json={"message": "x" * 5_000})
+    assert_too_large(response, 1_000)
+    assert ran == []
+    assert app.pulled == 0
+
+
+async def test_middleware_installed_on_fastapi_app():
+    ran: list[str] = []
+    app = tutor_app(ran)
+    app.add_middleware(BodySizeLimit, max_bytes=Settings(max_body_bytes=2_048).max_body_bytes)
+    async with client(app) as http:
+        assert (await http.post("/ask", json={"message": "fine"})).status_code == 200
+        assert_too_large(await http.post("/ask", json={"message": "x" * 4_000}), 2_048)
+    assert ran == ["fine"]
+
+
+async def test_chunked_64_mb_upload_is_cut_off_just_past_the_limit():
+    limit = Settings(max_body_bytes=1_500_000).max_body_bytes
+    ran: list[str] = []
+    produced: list[int] = []
+    app = Counted(BodySizeLimit(tutor_app(ran), max_bytes=limit))
+    async with client(app) as http:
+        response = await http.post("/ask", content=chunks(64, MiB, produced), headers={"content-type": "application/json"})
+    assert b"content-length" not in app.headers
+    assert app.headers.get(b"transfer-encoding") == b"chunked"
+    assert_too_large(response, limit)
+    assert ran == []
+    assert app.pulled < limit + MiB
+    assert sum(produced) < limit + MiB
+
+
+async def test_chunked_upload_refused_even_if_the_endpoint_swallows_errors():
+    limit = 1_000_000
+    ran: list[str] = []
+    produced: list[int] = []
+    app = Counted(BodySizeLimit(tutor_app(ran), max_bytes=limit))
+    async with client(app) as http:
+        response = await http.post("/raw", content=chunks(64, MiB, produced))
+    assert_too_large(response, limit)
+    assert ran == ["swallowed"]
+    assert app.pulled <= limit + MiB
+    assert len(produced) == 1
+
+
+async def test_small_chunked_upload_passes():
+    ran: list[str] = []
+    produced: list[int] = []
+    app = Counted(BodySizeLimit(tutor_app(ran), max_bytes=1_000_000))
+    async with client(app) as http:
+        response = await http.post("/raw", content=chunks(4, 100_000, produced))
+    assert response.status_code == 200 and response.json() == {"size": 400_000}
+    assert app.pulled == 400_000
+
+
+async def test_non_http_scopes_pass_through_untouched():
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append((scope["type"], receive, send))
+
+    async def receive():
+        return {"type": "lifespan.startup"}
+
+    async def send(message):
+        pass
+
+    await BodySizeLimit(app, max_bytes=10)({"type": "lifespan"}, receive, send)
+    assert seen == [("lifespan", receive, send)]
+
+
+# -- RateLimiter ------------------------------------------------------------------------------------
+
+
+def limiter(signed_in: str = "3/minute", anonymous: str = "2/minute") -> RateLimiter:
+    return RateLimiter(Settings(**{"rate_limit": signed_in, "anonymous_rate_limit": anonymous}))
+
+
+ADA = Reader(id="user:ada", anonymous=False)
+BOB = Reader(id="user:bob", anonymous=False)
+VISITOR = Reader(id="anon:visitor_1234", anonymous=True)
+
+
+def test_call_over_the_limit_is_refused_with_retry_after():
+    limits = limiter()
+    for _ in range(3):
+        limits.check(ADA)
+    with pytest.raises(RateLimited) as caught:
+        limits.check(ADA)
+    error = caught.value
+    assert isinstance(error, BooktutorError)
+    assert error.code == "rate_limited" and error.status == 429
+    assert 1 <= error.retry_after <= 60
+    assert error.as_dict()["code"] == "rate_limited"
+    assert str(error.retry_after) in error.message
+
+
+def test_anonymous_limit_is_lower_than_signed_in():
+    limits = limiter(signed_in="3/minute", anonymous="1/minute")
+    limits.check(VISITOR)
+    with pytest.raises(RateLimited):
+        limits.check(VISITOR)
+    for _ in range(3):
+        limits.check(ADA)
+
+
+def test_readers_are_independent():
+    limits = limiter(signed_in="1/minute", anonymous="1/minute")
+    limits.check(ADA)
+    limits.check(BOB)
+    limits.check(VISITOR)
+    limits.check(Reader(id="anon:another_visitor", anonymous=True))
+    with pytest.raises(RateLimited):
+        limits.check(ADA)
+    with pytest.raises(RateLimited):
+        limits.check(VISITOR)
+
+
+def test_retry_after_is_at_least_one_second_and_the_window_moves_on():
+    limits = limiter(signed_in="1/second")
+    limits.check(ADA)
+    with pytest.raises(RateLimited) as caught:
+        limits.check(ADA)
+    assert caught.value.retry_after == 1
+    time.sleep(1.1)
+    limits.check(ADA)
+
+
+def test_default_limits_from_settings(monkeypatch):
+    monkeypatch.delenv("BOOKTUTOR_RATE_LIMIT", raising=False)
+    monkeypatch.delenv("BOOKTUTOR_ANONYMOUS_RATE_LIMIT", raising=False)
+    limits = RateLimiter(Settings())
+    for _ in range(10):
+        limits.check(VISITOR)
+    with pytest.raises(RateLimited):
+        limits.check(VISITOR)
+    for _ in range(60):
+        limits.check(ADA)
+    with pytest.raises(RateLimited):
+        limits.check(ADA)
+
+
+def test_bad_limit_string_fails_at_startup():
+    with pytest.raises(ValueError):
+        limiter(signed_in="lots")
+
+
+# -- ConcurrencyLimit -------------------------------------------------------------------------------
+
+
+def test_concurrency_limit_acquire_and_release():
+    runs = ConcurrencyLimit(2)
+    assert runs.in_use == 0
+    assert runs.try_acquire() and runs.try_acquire()
+    assert runs.in_use == 2
+    assert not runs.try_acquire()
+    assert runs.in_use == 2
+    runs.release()
+    assert runs.in_use == 1
+    assert runs.try_acquire()
+    runs.release()
+    runs.release()
+    assert runs.in_use == 0
+    with pytest.raises(RuntimeError):
+        runs.release()
+
+
+async def test_concurrency_limit_under_concurrent_tasks():
+    runs = ConcurrencyLimit(3)
+    busy = 0
+    peak = 0
+
+    async def run() -> bool:
+        nonlocal busy, peak
+        if not runs.try_acquire():
+            return False
+        try:
+            busy += 1
+            peak = max(peak, busy)
+            await asyncio.sleep(0.01)
+            busy -= 1
+            return True
+        finally:
+            runs.release()
+
+    results = await asyncio.gather(*(run() for _ in range(10)))
+    assert results.count(True) == 3 and peak == 3
+    assert runs.in_use == 0
+
+
+def test_concurrency_limit_needs_a_slot():
+    with pytest.raises(ValueError):
+        ConcurrencyLimit(0)
+
+
+def test_server_busy_error():
+    error = ServerBusy()
+    assert isinstance(error, BooktutorError)
+    assert error.code == "server_busy" and error.status == 503
+    assert error.message
