@@ -39,6 +39,22 @@ _MARKUP = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s+|>\s+)|\*\*|__")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•]\s+|\d+[.)]\s+)")
 
 
+def _logical_lines(prose: str) -> list[str]:
+    """Lines with hard-wrapped paragraph and list-item continuations joined back together."""
+    lines: list[str] = []
+    for raw in prose.splitlines():
+        line = raw.strip()
+        if not line:
+            lines.append("")
+            continue
+        starts_block = _LIST_ITEM.match(line) or line.startswith(("#", "|", ">"))
+        if lines and lines[-1] and not starts_block and not lines[-1].startswith(("#", "|")):
+            lines[-1] = f"{lines[-1]} {line}"
+        else:
+            lines.append(line)
+    return lines
+
+
 def _sentences(text: str) -> list[tuple[str, float]]:
     """(sentence, weight) pairs of a passage's prose and list items.
 
@@ -47,8 +63,7 @@ def _sentences(text: str) -> list[tuple[str, float]]:
     """
     prose = _FENCE.sub("\n", text)
     found = []
-    for line in prose.splitlines():
-        line = line.strip()
+    for line in _logical_lines(prose):
         if not line or line.startswith(("|", "#")) or set(line) <= set("-=*_ |:"):
             continue
         is_item = bool(_LIST_ITEM.match(line))

@@ -167,3 +167,36 @@ def test_help_lists_every_command():
     for command in ("ingest", "ask", "chat", "eval", "migrate"):
         assert command in result.stdout
     assert CORPUS.is_dir()
+
+
+def test_serve_answers_until_stopped(cli_env):
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    from tests.conftest import BOOKTUTOR, MODEL_VARIABLES, REPO
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**{k: v for k, v in __import__("os").environ.items() if k not in MODEL_VARIABLES}, **cli_env}
+    server = subprocess.Popen([*BOOKTUTOR, "serve", "--port", str(port)], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read().decode()
+                time.sleep(0.3)
+        assert ready.status_code == 200
+        reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat", json={"message": TOPICS}, timeout=30)
+        assert reply.status_code == 200 and "event: done" in reply.text
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
