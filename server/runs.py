@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from server.errors import ApiError
+from server.limits import ConcurrencyLimit, ServerBusy
 from server.observability import Metrics, run_id_var, thread_id_var
 from server.tutor import Tutor
 from tools.errors import BooktutorError
@@ -85,7 +86,7 @@ class RunManager:
 
     def __init__(self, tutor: Tutor, *, max_concurrent: int, retention_seconds: float, metrics: Metrics) -> None:
         self.tutor = tutor
-        self.max_concurrent = max_concurrent
+        self.slots = ConcurrencyLimit(max_concurrent)
         self.retention_seconds = retention_seconds
         self.metrics = metrics
         # Runs are tasks on the loop that served the lifespan; tests and shutdown reach them through it.
@@ -93,10 +94,6 @@ class RunManager:
         self.runs: dict[str, Run] = {}
         self.active_by_thread: dict[str, str] = {}
         self._reserved: set[str] = set()
-
-    @property
-    def running(self) -> int:
-        return sum(1 for run in self.runs.values() if run.finished is None)
 
     def _prune(self) -> None:
         now = time.monotonic()
@@ -126,9 +123,8 @@ class RunManager:
         """Validate, claim the thread, and start the run in the background; returns at once."""
         self._prune()
         self._check_thread_free(thread_id)
-        if self.running + len(self._reserved) >= self.max_concurrent:
-            raise ApiError(503, "server_busy", "The tutor is answering too many questions at once. Try again shortly.",
-                           headers={"Retry-After": "2"})
+        if not self.slots.try_acquire():
+            raise ServerBusy()
         # Reserve the thread across the awaits below, so a double send cannot slip in between.
         reservation = thread_id or f"new:{uuid.uuid4()}"
         self._reserved.add(reservation)
@@ -136,11 +132,14 @@ class RunManager:
             thread_id, is_new = await self.tutor.begin_turn(
                 message, thread_id=thread_id, selected_text=selected_text, language=language, reader_id=reader_id
             )
-            run = Run(id=str(uuid.uuid4()), thread_id=thread_id, reader_id=reader_id)
-            self.runs[run.id] = run
-            self.active_by_thread[thread_id] = run.id
+        except BaseException:
+            self.slots.release()
+            raise
         finally:
             self._reserved.discard(reservation)
+        run = Run(id=str(uuid.uuid4()), thread_id=thread_id, reader_id=reader_id)
+        self.runs[run.id] = run
+        self.active_by_thread[thread_id] = run.id
         run.emit("metadata", run_id=run.id, thread_id=thread_id, new_thread=is_new)
         turn = dict(selected_text=selected_text, page=page, language=language, profile=profile)
         run.task = asyncio.create_task(self._execute(run, message, is_new=is_new, **turn), name=f"run-{run.id}")
@@ -198,6 +197,7 @@ class RunManager:
             await run.publish("error", code="internal_error", message="Something went wrong while answering.")
         finally:
             self.active_by_thread.pop(run.thread_id, None)
+            self.slots.release()
             self.metrics.run_seconds.labels(status).observe(time.monotonic() - run.started)
             await run.finish(status)
 

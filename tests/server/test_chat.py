@@ -319,3 +319,19 @@ def test_a_64_megabyte_chunked_upload_is_refused_before_parsing(live_server):
         assert response.status_code == 413
         assert response.json()["error"]["code"] == "body_too_large"
     assert sent < 64 * (1 << 20)
+
+
+async def test_concurrent_runs_are_bounded_per_process(app, client, language_model):
+    app.state.runs.slots.max_runs = 1
+    language_model.respond_with(lambda body: (time.sleep(1.0), "Slow [1].")[1])
+    first = asyncio.create_task(client.post("/v1/chat", json={"message": TOPICS}, headers=auth("busy-a")))
+    for _ in range(200):
+        if app.state.runs.active_by_thread:
+            break
+        await asyncio.sleep(0.01)
+
+    second = await client.post("/v1/chat", json={"message": TOPICS}, headers=auth("busy-b"))
+
+    assert second.status_code == 503 and second.json()["error"]["code"] == "server_busy"
+    assert parse_sse((await first).text)[-1]["event"] == "done"
+    assert app.state.runs.slots.in_use == 0
