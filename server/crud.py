@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.models import Feedback, IngestRun, Profile, Thread
@@ -20,15 +21,13 @@ async def create_thread(session: AsyncSession, *, thread_id: str, title: str, re
 
 
 async def delete_thread(session: AsyncSession, *, thread_id: str) -> None:
-    thread = await session.get(Thread, thread_id)
-    if thread is not None:
-        await session.delete(thread)
-        await session.commit()
+    """The thread's row and the feedback given on its answers."""
+    await session.execute(delete(Feedback).where(Feedback.thread_id == thread_id))
+    await session.execute(delete(Thread).where(Thread.id == thread_id))
+    await session.commit()
 
 
 async def touch_thread(session: AsyncSession, *, thread: Thread) -> None:
-    from sqlalchemy import func
-
     thread.updated_at = func.now()
     await session.commit()
 
@@ -59,16 +58,6 @@ async def get_profile(session: AsyncSession, *, reader_id: str) -> Profile | Non
     return await session.get(Profile, reader_id)
 
 
-async def save_profile(session: AsyncSession, *, reader_id: str, fields: dict) -> Profile:
-    profile = await session.get(Profile, reader_id) or Profile(reader_id=reader_id)
-    for name, value in fields.items():
-        setattr(profile, name, value)
-    session.add(profile)
-    await session.commit()
-    await session.refresh(profile)
-    return profile
-
-
 async def add_feedback(
     session: AsyncSession, *, reader_id: str, thread_id: str, message_id: str, rating: int, comment: str = ""
 ) -> Feedback:
@@ -80,9 +69,6 @@ async def add_feedback(
 
 async def upsert_profile(session: AsyncSession, *, reader_id: str, fields: dict) -> Profile:
     """Insert or replace a reader's profile in one statement (no read first), returning the stored row."""
-    from sqlalchemy import func
-    from sqlalchemy.dialects.postgresql import insert
-
     statement = (
         insert(Profile)
         .values(reader_id=reader_id, **fields)

@@ -100,7 +100,7 @@ class RunManager:
         for run_id in [r.id for r in self.runs.values() if r.finished and now - r.finished > self.retention_seconds]:
             del self.runs[run_id]
 
-    def _check_thread_free(self, thread_id: str | None) -> None:
+    def check_thread_free(self, thread_id: str | None) -> None:
         if thread_id and (thread_id in self.active_by_thread or thread_id in self._reserved):
             raise ApiError(
                 409,
@@ -122,7 +122,7 @@ class RunManager:
     ) -> Run:
         """Validate, claim the thread, and start the run in the background; returns at once."""
         self._prune()
-        self._check_thread_free(thread_id)
+        self.check_thread_free(thread_id)
         if not self.slots.try_acquire():
             raise ServerBusy()
         # Reserve the thread across the awaits below, so a double send cannot slip in between.

@@ -178,7 +178,7 @@ class Tutor:
         except BaseException:
             if is_new:
                 # A first turn that failed leaves no empty thread behind to be listed.
-                await self._forget_thread(thread_id)
+                await self.delete_thread(thread_id)
             raise
         values = (await self.graph.aget_state(config)).values
         result = self._result(thread_id, values)
@@ -219,10 +219,14 @@ class Tutor:
                 result = data
         return result
 
-    async def _forget_thread(self, thread_id: str) -> None:
+    async def delete_thread(self, thread_id: str) -> None:
+        """Remove a thread's checkpoints, then its row and feedback.
+
+        Checkpoints go first: if that fails the row is still there, so the delete can simply be retried.
+        """
+        await self.graph.checkpointer.adelete_thread(thread_id)
         async with self.sessions() as session:
             await crud.delete_thread(session, thread_id=thread_id)
-        await self.graph.checkpointer.adelete_thread(thread_id)
 
     @staticmethod
     def _result(thread_id: str, values: dict[str, Any]) -> TurnResult:

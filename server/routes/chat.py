@@ -75,11 +75,9 @@ def event_stream(run: Run, reader: Reader, *, after: int, heartbeat: float) -> E
 async def _start(
     body: ChatRequest | ExplainRequest, reader: Reader, runs: RunManager, session, settings
 ) -> EventSourceResponse:
-    # The profile comes from our own store for signed-in readers, never from the request body.
-    profile = None
-    if not reader.anonymous:
-        stored = await crud.get_profile(session, reader_id=reader.id)
-        profile = stored.as_context() if stored else None
+    # The profile comes from our own store (kept per reader, visitors included), never from the request.
+    stored = await crud.get_profile(session, reader_id=reader.id)
+    profile = stored.as_context() if stored else None
     await session.close()
     run = await runs.start(
         reader_id=reader.id,

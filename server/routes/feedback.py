@@ -43,7 +43,7 @@ class FeedbackOut(BaseModel):
 async def add_feedback(
     thread_id: str, message_id: str, body: FeedbackBody, reader: CurrentReader, session: SessionDep, tutor: TutorDep
 ) -> FeedbackOut:
-    """Rate one answer of the reader's own thread. Rating again adds a newer rating; the latest counts."""
+    """Rate one answer of the reader's own thread. Rating again records a newer rating beside the earlier one."""
     await owned_thread(session, thread_id=thread_id, reader=reader)
     await assistant_message(tutor, thread_id=thread_id, message_id=message_id)
     saved = await crud.add_feedback(

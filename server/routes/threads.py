@@ -164,8 +164,6 @@ async def delete_thread(
     await owned_thread(session, thread_id=thread_id, reader=reader)
     # The run manager's own check also covers a turn that is starting right now, not only running ones;
     # deleting under either would leave checkpoints behind with no thread row.
-    runs._check_thread_free(thread_id)
-    # Checkpoints first: if that fails, the row is still there and the reader can simply retry.
-    await tutor.graph.checkpointer.adelete_thread(thread_id)
-    await crud.delete_thread(session, thread_id=thread_id)
+    runs.check_thread_free(thread_id)
+    await tutor.delete_thread(thread_id)
     return Response(status_code=204)

@@ -37,6 +37,15 @@ def answer_text(events: list[dict]) -> str:
     return "".join(e["data"]["text"] for e in events if e["event"] == "token")
 
 
+async def active_run(app) -> tuple[str, str]:
+    """(thread id, run id) of the run in flight, once the server has started it."""
+    for _ in range(500):
+        if app.state.runs.active_by_thread:
+            return next(iter(app.state.runs.active_by_thread.items()))
+        await asyncio.sleep(0.01)
+    raise AssertionError("no run started")
+
+
 async def chat(client, headers, **body) -> tuple[httpx.Response, list[dict]]:
     response = await client.post("/v1/chat", json=body, headers=headers)
     return response, parse_sse(response.text) if response.status_code == 200 else []
@@ -138,12 +147,7 @@ async def test_a_second_message_while_a_run_is_in_flight_gets_409(app, client, r
 
     language_model.respond_with(slow_answer)
     first = asyncio.create_task(client.post("/v1/chat", json={"message": TOPICS}, headers=reader))
-    runs = app.state.runs
-    for _ in range(200):
-        if runs.active_by_thread:
-            break
-        await asyncio.sleep(0.01)
-    thread_id = next(iter(runs.active_by_thread))
+    thread_id, _ = await active_run(app)
 
     busy = await client.post("/v1/chat", json={"message": "and services?", "thread_id": thread_id}, headers=reader)
 
@@ -157,12 +161,7 @@ async def test_a_second_message_while_a_run_is_in_flight_gets_409(app, client, r
 async def test_cancel_stops_the_run_and_cancelling_again_is_refused(app, client, reader, language_model):
     language_model.respond_with(lambda body: (time.sleep(2), "too late")[1])
     stream = asyncio.create_task(client.post("/v1/chat", json={"message": TOPICS}, headers=reader))
-    runs = app.state.runs
-    for _ in range(200):
-        if runs.active_by_thread:
-            break
-        await asyncio.sleep(0.01)
-    run_id = next(iter(runs.active_by_thread.values()))
+    _, run_id = await active_run(app)
 
     cancelled = await client.post(f"/v1/runs/{run_id}/cancel", headers=reader)
     again = await client.post(f"/v1/runs/{run_id}/cancel", headers=reader)
@@ -325,10 +324,7 @@ async def test_concurrent_runs_are_bounded_per_process(app, client, language_mod
     app.state.runs.slots.max_runs = 1
     language_model.respond_with(lambda body: (time.sleep(1.0), "Slow [1].")[1])
     first = asyncio.create_task(client.post("/v1/chat", json={"message": TOPICS}, headers=auth("busy-a")))
-    for _ in range(200):
-        if app.state.runs.active_by_thread:
-            break
-        await asyncio.sleep(0.01)
+    await active_run(app)
 
     second = await client.post("/v1/chat", json={"message": TOPICS}, headers=auth("busy-b"))
 
