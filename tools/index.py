@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
+from hashlib import sha256
 import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, TypedDict
 
+import numpy as np
 from langchain_core.embeddings import Embeddings
 from langchain_qdrant import QdrantVectorStore, RetrievalMode
 from qdrant_client import QdrantClient, models
@@ -28,6 +31,8 @@ SPARSE = "sparse"
 # Fusion works on more candidates than the caller keeps, so a passage strong in only one of the
 # two rankings can still surface.
 PREFETCH = 24
+# Vectors remembered by content while a process runs (about 15 MB at 384 dimensions).
+VECTOR_CACHE_SIZE = 10_000
 _CHUNK_NAMESPACE = uuid.UUID("5b0f3f1e-3c55-4a61-9d1b-6f7a2f4b9c10")
 
 
@@ -90,6 +95,7 @@ class BookIndex:
         self.embedding_name = embedding_name
         self.sparse = BM25SparseEmbeddings()
         self._store: QdrantVectorStore | None = None
+        self._vector_cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -147,13 +153,36 @@ class BookIndex:
             if offset is None:
                 return found
 
+    def _dense_vectors(self, texts: list[str]) -> list[list[float]]:
+        """Dense vectors for `texts`, embedding each distinct text once.
+
+        Docusaurus books repeat themselves (versioned docs copy whole chapters, pages share boilerplate),
+        so vectors are remembered by content for the length of the process, in a bounded LRU.
+        """
+        keys = [sha256(text.encode()).digest() for text in texts]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._vector_cache))
+        if missing:
+            first = {k: i for i, k in reversed(list(enumerate(keys)))}
+            fresh = self.embeddings.embed_documents([texts[first[k]] for k in missing])
+            for key, vector in zip(missing, fresh):
+                # float32 arrays: a tenth of the memory of Python float lists.
+                self._vector_cache[key] = np.asarray(vector, dtype=np.float32)
+        vectors = []
+        for key in keys:
+            self._vector_cache.move_to_end(key)
+            vectors.append(self._vector_cache[key].tolist())
+        while len(self._vector_cache) > VECTOR_CACHE_SIZE:
+            self._vector_cache.popitem(last=False)
+        return vectors
+
     def write(self, records: list[ChunkRecord]) -> None:
         """Embed and upsert chunks, then drop the chunks those files no longer have."""
         if not records:
             return
-        dense = self.embeddings.embed_documents([r.embedding_text() for r in records])
+        texts = [r.embedding_text() for r in records]
+        dense = self._dense_vectors(texts)
         self.ensure_collection(len(dense[0]))
-        sparse = self.sparse.embed_documents([r.embedding_text() for r in records])
+        sparse = self.sparse.embed_documents(texts)
         points = [
             models.PointStruct(
                 id=record.id,

@@ -1,0 +1,112 @@
+"""Ingestion and query benchmark at book scale: prints numbers, asserts nothing.
+
+Builds an N-chapter book by replicating a docs folder under different paths (as Docusaurus versioned
+docs do), ingests it into a fresh Qdrant local-mode index, ingests it again unchanged, then times
+hybrid queries (query embedding included) from an evaluation set.
+
+    python scripts/bench_retrieval.py --chapters 1000
+    python scripts/bench_retrieval.py --chapters 1000 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tools.docusaurus import find_doc_files  # noqa: E402
+from tools.evaluation import load_questions  # noqa: E402
+from tools.index import open_book_index  # noqa: E402
+from tools.ingest import ingest_book  # noqa: E402
+
+DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "physical-ai-book"
+DEFAULT_QUESTIONS = REPO.parent / "shared" / "eval" / "dev-questions.jsonl"
+
+
+def replicate(corpus: Path, target: Path, chapters: int) -> int:
+    """Copy `corpus` under version-like folders until the book has at least `chapters` pages."""
+    pages = find_doc_files(corpus)
+    copies = -(-chapters // len(pages))
+    for n in range(copies):
+        for page in pages:
+            destination = target / f"v{n:04d}" / page.relative_to(corpus)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(page, destination)
+    return copies * len(pages)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chapters", type=int, default=1000)
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS)
+    parser.add_argument("--rounds", type=int, default=5, help="times each question is asked")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="booktutor-bench-") as work:
+        work = Path(work)
+        pages = replicate(args.corpus, work / "docs", args.chapters)
+        baseline_mb = peak_rss_mb()
+        index = open_book_index(path=work / "qdrant", collection="bench")
+        index.embeddings.embed_query("load the model before timing")
+
+        started = time.perf_counter()
+        first = ingest_book(work / "docs", index)
+        ingest_seconds = time.perf_counter() - started
+        ingest_peak_mb = peak_rss_mb()
+
+        started = time.perf_counter()
+        again = ingest_book(work / "docs", index)
+        reingest_seconds = time.perf_counter() - started
+
+        questions = [q["question"] for q in load_questions(args.questions)]
+        index.search(questions[0], k=5)  # first query builds the vector store
+        latencies = []
+        for _ in range(args.rounds):
+            for question in questions:
+                started = time.perf_counter()
+                index.search(question, k=5)
+                latencies.append((time.perf_counter() - started) * 1000)
+
+    report = {
+        "chapters": pages,
+        "chunks": first.chunks_written,
+        "ingest_seconds": round(ingest_seconds, 1),
+        "chapters_per_second": round(pages / ingest_seconds, 1),
+        "unchanged_reingest_seconds": round(reingest_seconds, 2),
+        "unchanged_files": again.unchanged,
+        "peak_rss_mb": round(ingest_peak_mb, 1),
+        "rss_before_ingest_mb": round(baseline_mb, 1),
+        "query_ms_p50": round(statistics.median(latencies), 1),
+        "query_ms_p95": round(percentile(latencies, 0.95), 1),
+        "queries": len(latencies),
+    }
+    if args.json:
+        print(json.dumps(report))
+        return
+    width = max(map(len, report))
+    for key, value in report.items():
+        print(f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
