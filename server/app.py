@@ -13,7 +13,7 @@ from server.auth import Authenticator
 from server.errors import install_error_handlers
 from server.limits import BodySizeLimit, RateLimiter
 from server.observability import Metrics, RequestContext
-from server.routes import chat, feedback, health, ingest, profile, threads, translate
+from server.routes import chapters, chat, feedback, health, ingest, profile, threads, translate
 from server.runs import RunManager
 from server.settings import Settings, get_settings
 from server.tutor import open_tutor
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = RateLimiter(settings)
 
     install_error_handlers(app)
-    for router in (health.router, chat.router, threads.router, profile.router, feedback.router, translate.router, ingest.router):
+    for router in (health.router, chat.router, threads.router, profile.router, feedback.router, translate.router, chapters.router, ingest.router):
         app.include_router(router)
 
     # Outermost last: the body limit runs before anything reads the body.

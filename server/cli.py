@@ -281,11 +281,21 @@ def serve(
         err.print(f"[bold red]error[/] (bad_settings): {error.errors()[0]['msg']}", highlight=False)
         raise typer.Exit(1)
     configure_logging(os.getenv("BOOKTUTOR_LOG_LEVEL", "INFO"))
-    err.print(f"booktutor serving on http://{host}:{port} (API docs at /docs)", highlight=False)
+    # Reach the database and the index before uvicorn starts, so a misconfiguration is one clear line.
+    from server.db import database_url, run_migrations
+
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", timeout_graceful_shutdown=15)
+        run_migrations(database_url(settings))
+        _open_index(settings)
     except BooktutorError as error:
         _fail(error)
+    err.print(f"booktutor serving on http://{host}:{port} (API docs at /docs)", highlight=False)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning", timeout_graceful_shutdown=15)
+    )
+    server.run()
+    if not server.started:
+        raise typer.Exit(1)
 
 
 # -- migrate -----------------------------------------------------------------------------------------

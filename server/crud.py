@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.models import Feedback, IngestRun, Profile, Thread
+from server.models import ChapterSection, Feedback, IngestRun, Profile, Thread
 
 
 async def get_thread(session: AsyncSession, *, thread_id: str) -> Thread | None:
@@ -79,3 +81,57 @@ async def upsert_profile(session: AsyncSession, *, reader_id: str, fields: dict)
     profile = (await session.scalars(statement, execution_options={"populate_existing": True})).one()
     await session.commit()
     return profile
+
+
+async def get_chapter_sections(
+    session: AsyncSession, *, chapter_hash: str, kind: str, target: str
+) -> list[ChapterSection]:
+    """The stored sections of one chapter for one target (language or profile fingerprint), in order."""
+    query = select(ChapterSection).where(
+        ChapterSection.chapter_hash == chapter_hash, ChapterSection.kind == kind, ChapterSection.target == target
+    )
+    return list((await session.scalars(query.order_by(ChapterSection.section_index))).all())
+
+
+async def find_sections_by_hash(
+    session: AsyncSession, *, kind: str, target: str, section_hashes: Collection[str]
+) -> dict[str, str]:
+    """Section hash -> stored text, from any chapter: what an edited chapter can reuse."""
+    if not section_hashes:
+        return {}
+    query = select(ChapterSection.section_hash, ChapterSection.text).where(
+        ChapterSection.kind == kind,
+        ChapterSection.target == target,
+        ChapterSection.section_hash.in_(list(section_hashes)),
+    )
+    return {section_hash: text for section_hash, text in (await session.execute(query)).all()}
+
+
+async def save_chapter_section(
+    session: AsyncSession,
+    *,
+    chapter_hash: str,
+    kind: str,
+    target: str,
+    section_index: int,
+    section_hash: str,
+    text: str,
+    model: str = "",
+) -> None:
+    """Insert or replace one finished section (two requests for the same chapter may race to write it)."""
+    values = {"section_hash": section_hash, "text": text, "model": model}
+    statement = (
+        insert(ChapterSection)
+        .values(chapter_hash=chapter_hash, kind=kind, target=target, section_index=section_index, **values)
+        .on_conflict_do_update(
+            index_elements=[
+                ChapterSection.chapter_hash,
+                ChapterSection.kind,
+                ChapterSection.target,
+                ChapterSection.section_index,
+            ],
+            set_={**values, "created_at": func.now()},
+        )
+    )
+    await session.execute(statement)
+    await session.commit()

@@ -18,6 +18,10 @@ STATUS_BY_CODE = {
     "thread_not_found": 404,
     "run_not_found": 404,
     "chapter_not_found": 404,
+    "chapter_empty": 400,
+    "chapter_too_large": 413,
+    "profile_required": 409,
+    "model_error": 502,
     "thread_busy": 409,
     "run_finished": 409,
     "model_required": 503,
@@ -47,6 +51,12 @@ def envelope(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
 
+def _count(request: Request, code: str) -> None:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.errors.labels(code).inc()
+
+
 def error_response(error: BooktutorError) -> JSONResponse:
     status = getattr(error, "status", None) or STATUS_BY_CODE.get(error.code, 400)
     headers = dict(getattr(error, "headers", {}) or {})
@@ -63,20 +73,24 @@ def _describe(error: dict) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BooktutorError)
     async def booktutor_error(request: Request, error: BooktutorError) -> JSONResponse:
+        _count(request, error.code)
         return error_response(error)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         errors = error.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
+            _count(request, "malformed_json")
             return JSONResponse(envelope("malformed_json", "The request body is not valid JSON."), status_code=400)
         message = "; ".join(_describe(e) for e in errors[:5])
+        _count(request, "invalid_request")
         return JSONResponse(envelope("invalid_request", message), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 401: "auth_required", 403: "forbidden"}
         code = codes.get(error.status_code, "http_error")
+        _count(request, code)
         return JSONResponse(
             envelope(code, str(error.detail)), status_code=error.status_code, headers=getattr(error, "headers", None)
         )
@@ -84,4 +98,5 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
+        _count(request, "internal_error")
         return JSONResponse(envelope("internal_error", "Something went wrong on our side."), status_code=500)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Optional
 
-from sqlalchemy import JSON, DateTime, Integer, String, func
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -77,4 +77,25 @@ class Feedback(Base):
     message_id: Mapped[str] = mapped_column(String(128))
     rating: Mapped[int] = mapped_column(Integer)
     comment: Mapped[str] = mapped_column(String(2000), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ChapterSection(Base):
+    """One finished section of a translated or personalized chapter.
+
+    Keyed by the chapter's content hash, what was made (`kind`: translate / personalize), for whom
+    (`target`: a language code or a profile fingerprint) and the section's position; `section_hash` lets
+    an edited chapter reuse the sections it did not change.
+    """
+
+    __tablename__ = "chapter_sections"
+    __table_args__ = (Index("ix_chapter_sections_reuse", "kind", "target", "section_hash"),)
+
+    chapter_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    target: Mapped[str] = mapped_column(String(64), primary_key=True)
+    section_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    section_hash: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String(128), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

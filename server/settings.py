@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     max_concurrent_runs: int = Field(default=16, ge=1, validation_alias="BOOKTUTOR_MAX_CONCURRENT_RUNS")
     run_retention_seconds: float = Field(default=600, ge=1, validation_alias="BOOKTUTOR_RUN_RETENTION_SECONDS")
     heartbeat_seconds: float = Field(default=15, gt=0, validation_alias="BOOKTUTOR_HEARTBEAT_SECONDS")
+    chapter_concurrency: int = Field(default=4, ge=1, le=64, validation_alias="BOOKTUTOR_CHAPTER_CONCURRENCY")
+    max_chapter_chars: int = Field(default=200_000, ge=1, validation_alias="BOOKTUTOR_MAX_CHAPTER_CHARS")
 
     @model_validator(mode="before")
     @classmethod

@@ -224,6 +224,7 @@ async def test_rate_limit_answers_429_with_retry_after(app, client):
 
 async def test_health_readiness_metrics_and_openapi(client, reader):
     await chat(client, reader, message=TOPICS)
+    await client.post("/v1/chat", json={"message": TOPICS, "thread_id": "missing"}, headers=reader)
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"postgres": "ok", "qdrant": "ok"}
@@ -231,6 +232,7 @@ async def test_health_readiness_metrics_and_openapi(client, reader):
     for name in ("booktutor_http_requests_total", "booktutor_time_to_first_token_seconds", "booktutor_run_seconds",
                  "booktutor_retrieval_seconds", "booktutor_errors_total"):
         assert name in metrics
+    assert 'booktutor_errors_total{code="thread_not_found"}' in metrics
     assert "/v1/chat" in (await client.get("/openapi.json")).json()["paths"]
     assert (await client.get("/docs")).status_code == 200
 

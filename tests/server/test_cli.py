@@ -200,3 +200,8 @@ def test_serve_answers_until_stopped(cli_env):
     finally:
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=30) == 0
+
+
+def test_serve_with_an_unreachable_database_says_so_and_exits(tmp_path):
+    env = {"BOOKTUTOR_HOME": str(tmp_path), "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    assert_clean_failure(run_cli("serve", "--port", "1", env=env), "database_unavailable")
