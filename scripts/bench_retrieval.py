@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from tools.docusaurus import find_doc_files  # noqa: E402
 from tools.evaluation import load_questions  # noqa: E402
-from tools.index import open_book_index  # noqa: E402
+from tools.index import close_all, open_book_index  # noqa: E402
 from tools.ingest import ingest_book  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "physical-ai-book"
@@ -86,6 +86,7 @@ def main() -> None:
                 started = time.perf_counter()
                 index.search(question, k=5)
                 latencies.append((time.perf_counter() - started) * 1000)
+        close_all()
 
     report = {
         "chapters": pages,

@@ -175,8 +175,12 @@ class BookIndex:
             self._vector_cache.popitem(last=False)
         return vectors
 
-    def write(self, records: list[ChunkRecord]) -> None:
-        """Embed and upsert chunks, then drop the chunks those files no longer have."""
+    def write(self, records: list[ChunkRecord], *, replacing: set[str] | None = None) -> None:
+        """Embed and upsert chunks, then drop the chunks those files no longer have.
+
+        `replacing` names the paths that had chunks before (all of them when None); only those can have
+        stale chunks, and skipping the rest keeps a first ingest free of deletes.
+        """
         if not records:
             return
         texts = [r.embedding_text() for r in records]
@@ -210,6 +214,8 @@ class BookIndex:
             kept.setdefault(record.path, []).append(record.id)
         # Old chunks go only after the new ones are in: a reader never sees a page with no chunks.
         for path, ids in kept.items():
+            if replacing is not None and path not in replacing:
+                continue
             self.client.delete(
                 self.collection,
                 models.Filter(

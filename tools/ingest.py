@@ -85,11 +85,12 @@ def ingest_book(
     if rebuild:
         index.drop()
     known = index.manifest()
+    previous = set(known)
     seen: set[str] = set()
     pending: list[ChunkRecord] = []
 
     def flush() -> None:
-        index.write(pending)
+        index.write(pending, replacing=previous)
         report.chunks_written += len(pending)
         pending.clear()
 

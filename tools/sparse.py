@@ -33,15 +33,18 @@ _STOPWORDS = frozenset(
 )
 
 
-@lru_cache(maxsize=1)
-def _stemmer() -> snowballstemmer.stemmer:
-    return snowballstemmer.stemmer("english")
+_STEMMER = snowballstemmer.stemmer("english")
+
+
+@lru_cache(maxsize=200_000)
+def _stem(word: str) -> str:
+    # The Snowball stemmer is pure Python; a book's vocabulary is small, so each word is stemmed once.
+    return _STEMMER.stemWord(word)
 
 
 def terms(text: str) -> list[str]:
     """Stemmed, stopword-free terms of `text`, in order."""
-    words = [w for w in _TOKEN.findall(text.lower()) if w not in _STOPWORDS and len(w) < 40]
-    return _stemmer().stemWords(words)
+    return [_stem(w) for w in _TOKEN.findall(text.lower()) if w not in _STOPWORDS and len(w) < 40]
 
 
 @lru_cache(maxsize=65536)
