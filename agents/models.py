@@ -1,6 +1,6 @@
 """Who speaks: the chat model for each role, OpenAI-compatible when configured, offline otherwise.
 
-Roles are `answer`, `rewrite` and `translate`. An OpenAI-compatible endpoint is used when
+Roles are `answer`, `rewrite`, `translate` and `personalize`. An OpenAI-compatible endpoint is used when
 OPENAI_API_KEY or OPENAI_BASE_URL is set; BOOKTUTOR_<ROLE>_MODEL picks the model of a role and
 BOOKTUTOR_MODEL the default for all of them.
 """
@@ -16,9 +16,9 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable, RunnableLambda
 
 from agents.offline import OFFLINE_MODEL_NAME, OfflineChatModel
-from agents.prompts import REWRITE_PROMPT, TRANSLATE_PROMPT, describe_reader
+from agents.prompts import PERSONALIZE_PROMPT, REWRITE_PROMPT, TRANSLATE_PROMPT, describe_reader
 
-Role = Literal["answer", "rewrite", "translate"]
+Role = Literal["answer", "rewrite", "translate", "personalize"]
 DEFAULT_MODEL = "gpt-4o-mini"
 
 
@@ -86,3 +86,13 @@ def translator() -> Runnable | None:
     """prompt | model for translation, or None when no language model is configured."""
     model = chat_model("translate")
     return TRANSLATE_PROMPT | model | StrOutputParser() if model else None
+
+
+def _personalize_inputs(inputs: dict) -> dict:
+    return {"text": inputs["text"], "reader": describe_reader(inputs.get("profile"))}
+
+
+def personalizer() -> Runnable | None:
+    """{text, profile} -> the section rewritten for that reader, or None when no language model is configured."""
+    model = chat_model("personalize")
+    return RunnableLambda(_personalize_inputs) | PERSONALIZE_PROMPT | model | StrOutputParser() if model else None

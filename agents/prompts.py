@@ -48,6 +48,23 @@ TRANSLATE_PROMPT = ChatPromptTemplate.from_messages(
     ]
 )
 
+PERSONALIZE_PROMPT = ChatPromptTemplate.from_messages(
+    [
+        (
+            "system",
+            "You adapt one section of a textbook chapter for one reader. Rewrite the user's Markdown section "
+            "so it fits the reader described below: match their experience level, explain ideas in terms of "
+            "what they already know, and point out what matters for their goals. Keep every fact and never "
+            "invent commands, APIs or numbers. Keep the Markdown structure: every heading stays, with the same "
+            "level and in the same order, and you add no new headings; lists, tables and emphasis stay "
+            "Markdown. Write in the language the section is written in. Tokens that look like ⟦0⟧, ⟦1⟧ stand "
+            "for code, links, formulas and tags: copy each one exactly once, unchanged. Reply with the "
+            "rewritten section only.\n{reader}",
+        ),
+        ("human", "{text}"),
+    ]
+)
+
 PROFILE_FIELDS = {
     "software_background": "Software background",
     "hardware_background": "Hardware background",

@@ -37,9 +37,15 @@ LANGUAGES = {
     "ru": ("Russian", "ltr"),
 }
 
-# Order matters: fenced blocks before inline code, display math before inline math.
+# Order matters: frontmatter first (it may hold anything), fenced blocks before inline code, display
+# math before inline math.
 _PROTECTED = re.compile(
-    r"(?ms)^[ \t]*(`{3,}|~{3,})[^\n]*\n.*?^[ \t]*\1[ \t]*$"  # fenced code, also indented in lists
+    # A leading YAML frontmatter block is kept whole: Docusaurus reads its keys (id, slug, sidebar_position)
+    # and a translated key or slug would break the build or the page's URL.
+    r"(?ms)\A---[ \t]*\n[A-Za-z_][\w-]*[ \t]*:.*?^---[ \t]*$"
+    r"|^[ \t]*(`{3,}|~{3,})[^\n]*\n.*?^[ \t]*\1[ \t]*$"  # fenced code, also indented in lists
+    # MDX import/export statements are JavaScript, not prose.
+    r"|^(?:import|export)[ \t][^\n]*$"
     r"|\$\$.+?\$\$"  # display math
     r"|`+[^`\n]+?`+"  # inline code
     r"|(?<![\\\w])\$[^\s$][^$\n]*?(?<!\s)\$(?!\w)"  # inline math
@@ -73,7 +79,8 @@ def language_info(code: str) -> tuple[str, str, str]:
 
 
 def protect(text: str) -> tuple[str, list[str]]:
-    """Replace code, math, tags and URLs with ⟦n⟧ placeholders; returns the text and the originals."""
+    """Replace frontmatter, code, MDX imports, math, tags and URLs with ⟦n⟧ placeholders; returns the
+    text and the originals."""
     kept: list[str] = []
 
     def swap(match: re.Match) -> str:

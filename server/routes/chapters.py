@@ -281,6 +281,7 @@ async def translate_chapter_route(
     byte-identical. Streams `metadata`, `section`… (in order), then `done` or `error`."""
     code, _, direction = _language(body.language)
     chapter, title = await _chapter(request, body, settings)
+    cache: SectionCache
     if code == "en":
         # The book is English already: nothing to call or to store.
         runnable, cache = None, MemoryCache()

@@ -199,7 +199,9 @@ def test_serve_answers_until_stopped(cli_env):
         assert reply.status_code == 200 and "event: done" in reply.text
     finally:
         server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=30) == 0
+        output = server.communicate(timeout=30)[0].decode()
+    # Ctrl-C ends the server the conventional way (exit 0 or 130), after a graceful shutdown.
+    assert server.returncode in (0, 130) and "Traceback" not in output
 
 
 def test_serve_with_an_unreachable_database_says_so_and_exits(tmp_path):
