@@ -14,7 +14,6 @@ from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 
-from tests.conftest_openai import openai_server  # noqa: F401  (fixture)
 from tests.openai_stub import ScriptedOpenAI
 
 
