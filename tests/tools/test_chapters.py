@@ -12,6 +12,7 @@ import pytest
 from langchain_core.runnables import RunnableLambda
 
 from tests.conftest import CORPUS, SHARED
+from tests.tools.test_translation import fenced_blocks
 from tools.chapters import (
     MemoryCache,
     SectionFailed,
@@ -31,8 +32,6 @@ from tools.translation import protect
 URDU_CORPUS = SHARED / "corpus" / "physical-ai-book-ur"
 BOOK_PAGES = sorted([*CORPUS.rglob("*.md"), *CORPUS.rglob("*.mdx")]) if CORPUS.is_dir() else []
 PLACEHOLDER = re.compile(r"(⟦\d+⟧)")
-_OPENING = re.compile(r"^[ \t]*(`{3,}|~{3,})(.*)$")
-_CLOSING = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*$")
 INLINE_CODE = re.compile(r"`[^`\n]+`")
 
 
@@ -58,27 +57,6 @@ class CountingRunnable:
             return reply(inputs)
 
         self.runnable = RunnableLambda(answer)
-
-
-def fenced_blocks(text: str) -> list[str]:
-    """Every closed fenced code block, from its opening fence line to its closing one."""
-    blocks: list[str] = []
-    lines = text.split("\n")
-    i = 0
-    while i < len(lines):
-        opening = _OPENING.match(lines[i])
-        if not opening or (opening.group(1)[0] == "`" and "`" in opening.group(2)):
-            i += 1
-            continue
-        for j in range(i + 1, len(lines)):
-            closing = _CLOSING.match(lines[j])
-            if closing and closing.group(1)[0] == opening.group(1)[0] and len(closing.group(1)) >= len(opening.group(1)):
-                blocks.append("\n".join(lines[i : j + 1]))
-                i = j + 1
-                break
-        else:
-            break
-    return blocks
 
 
 def outside_fences(text: str) -> str:
