@@ -22,7 +22,7 @@ from tools.errors import BooktutorError
 from tools.index import open_book_index
 from tools.personalization import build_rewrite_tool, looks_like_follow_up
 from tools.retrieval import build_search_tool
-from tools.translation import build_translate_tool
+from tools.translation import LANGUAGES, build_translate_tool
 
 TURN_INPUTS = ("selected_text", "page", "language")
 
@@ -32,8 +32,7 @@ _SMALL_TALK = re.compile(
     re.I,
 )
 _TRANSLATE = re.compile(r"^\s*(please\s+)?translate\b", re.I)
-_LANGUAGE_NAMES = {"urdu": "ur", "arabic": "ar", "hindi": "hi", "spanish": "es", "french": "fr", "german": "de",
-                   "chinese": "zh", "english": "en", "persian": "fa", "turkish": "tr", "bengali": "bn"}
+_LANGUAGE_NAMES = {name.lower(): code for code, (name, _) in LANGUAGES.items()}
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, AsyncIterator, Callable
 
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
@@ -57,12 +57,9 @@ class TurnResult:
     direction: str = "ltr"
     message_id: str | None = None
     error: dict[str, str] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("extra")
-        return data
+        return asdict(self)
 
 
 def validate_turn(
