@@ -191,3 +191,16 @@ async def test_a_failed_first_turn_leaves_no_thread_behind(tmp_path, database_ur
         async with empty.sessions() as session:
             after = {t.id for t in await crud.list_threads(session, reader_id=None, limit=1000)}
     assert after == before
+
+
+async def test_a_translate_request_translates_the_selection(tutor, language_model):
+    language_model.respond_with(lambda body: "ur: " + body["messages"][-1]["content"])
+    selection = "A node publishes messages with `create_publisher`."
+
+    result = await tutor.run_turn("Translate this into Urdu please", selected_text=selection)
+
+    assert result.turn == "translate" and result.error is None
+    assert result.language == "ur" and result.direction == "rtl"
+    assert result.answer.startswith("ur: ") and "`create_publisher`" in result.answer
+    assert result.sources == []
+    assert "Urdu" in json.dumps(language_model.requests[-1]["messages"])
