@@ -17,7 +17,10 @@ from graphs.context import Context
 class Settings(BaseSettings):
     """Everything a booktutor process needs to know; every field has an environment variable."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True)
+    # The prefix keeps field names from matching unrelated variables such as HOME or ENVIRONMENT.
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True, env_prefix="BOOKTUTOR_"
+    )
 
     home: Path = Field(default=Path(".booktutor"), validation_alias="BOOKTUTOR_HOME")
     database_url: Optional[str] = Field(default=None, validation_alias="DATABASE_URL")
