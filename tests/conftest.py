@@ -87,12 +87,14 @@ def database_url() -> Iterator[str]:
 # -- the book ----------------------------------------------------------------------------------------
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 300):
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 300, cwd: Path = REPO
+):
     """Run `booktutor` in a new process, as a user would."""
     clean = {k: v for k, v in os.environ.items() if k not in MODEL_VARIABLES}
     return subprocess.run(
         [*BOOKTUTOR, *args],
-        cwd=REPO,
+        cwd=cwd,
         env={**clean, **(env or {})},
         input=input,
         capture_output=True,

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import CORPUS, EVAL_SET, SAMPLE_BOOK, run_cli
+from tests.conftest import CORPUS, EVAL_SET, REPO, SAMPLE_BOOK, run_cli
 
 TOPICS = "How do ROS 2 nodes exchange messages through topics?"
 
@@ -149,16 +149,24 @@ def test_migrate_is_idempotent(cli_env):
 
 
 def test_zero_configuration_uses_embedded_postgres_and_local_qdrant(tmp_path):
-    """The README's first command: no DATABASE_URL, no QDRANT_URL, no model."""
-    env = {"BOOKTUTOR_HOME": str(tmp_path / "home")}
+    """The README's first command: no DATABASE_URL, no QDRANT_URL, no BOOKTUTOR_HOME, no model."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    env = {"HOME": str(tmp_path / "user-home"), "PYTHONPATH": str(REPO)}
 
-    ingest = run_cli("ingest", str(SAMPLE_BOOK), env=env)
+    def cli(*args: str):
+        return run_cli(*args, env=env, cwd=workdir)
+
+    ingest = cli("ingest", str(SAMPLE_BOOK))
     assert ingest.returncode == 0, ingest.stderr
-    first = ask_json(env, "How does a PID controller use the derivative term?")
+    first = json.loads(cli("ask", "How does a PID controller use the derivative term?", "--json").stdout)
     assert first["citations"][0]["path"] == "02-motion/03-pid-control.md"
-    second = ask_json(env, "and what does the integral term do?", "--thread", first["thread_id"])
+    second = json.loads(cli("ask", "and what does the integral term do?", "--thread", first["thread_id"], "--json").stdout)
     assert second["thread_id"] == first["thread_id"]
-    assert (tmp_path / "home" / "postgres").is_dir() and (tmp_path / "home" / "qdrant").is_dir()
+    # The data lives in ./.booktutor of the working directory, not in the user's home.
+    assert {p.name for p in (workdir / ".booktutor").iterdir()} >= {"postgres", "qdrant"}
+    home_dirs = {p.name for p in (tmp_path / "user-home").rglob("*") if p.is_dir()}
+    assert not home_dirs & {"qdrant", "postgres", ".booktutor"}, home_dirs
 
 
 def test_help_lists_every_command():
