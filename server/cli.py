@@ -325,6 +325,10 @@ def main() -> None:
 
     from tools.index import close_all
 
+    from dotenv import load_dotenv
+
+    # A .env file configures every layer (models and graph context read the environment too), not only Settings.
+    load_dotenv(Path.cwd() / ".env", override=False)
     # Qdrant's local client fails noisily if it is still open while the interpreter shuts down.
     atexit.register(close_all)
     warnings.filterwarnings("ignore", module="platformdirs")
