@@ -64,7 +64,7 @@ class ChunkRecord:
 
     @property
     def id(self) -> str:
-        return chunk_id(self.path, self.index, self.text)
+        return chunk_id(self.path, self.file_hash, self.index)
 
     @property
     def url(self) -> str:
@@ -80,9 +80,13 @@ class ChunkRecord:
         return f"{context}\n\n{self.text}"
 
 
-def chunk_id(path: str, index: int, text: str) -> str:
-    """Deterministic point id: the same chunk of the same file always gets the same id."""
-    return str(uuid.uuid5(_CHUNK_NAMESPACE, f"{path}\x00{index}\x00{text}"))
+def chunk_id(path: str, file_hash: str, index: int) -> str:
+    """Deterministic point id: the same chunk of the same file version always gets the same id.
+
+    A new version of a file gets all-new ids, so its old chunks (including the first one, which marks
+    the file as ingested) stay distinguishable until they are deleted.
+    """
+    return str(uuid.uuid5(_CHUNK_NAMESPACE, f"{path}\x00{file_hash}\x00{index}"))
 
 
 class BookIndex:
@@ -131,7 +135,11 @@ class BookIndex:
             )
 
     def manifest(self) -> dict[str, str]:
-        """Path -> file hash of every file in the index (read from each file's first chunk)."""
+        """Path -> file hash of every file in the index, read from each file's first chunk.
+
+        A file whose first chunks disagree (an ingest stopped between writing a new version and
+        deleting the old one) maps to "" so the next ingest rewrites it.
+        """
         if not self.client.collection_exists(self.collection):
             return {}
         found: dict[str, str] = {}
@@ -149,7 +157,8 @@ class BookIndex:
             )
             for point in points:
                 meta = (point.payload or {}).get("metadata", {})
-                found[meta["path"]] = meta["file_hash"]
+                path, file_hash = meta["path"], meta["file_hash"]
+                found[path] = file_hash if found.get(path, file_hash) == file_hash else ""
             if offset is None:
                 return found
 
@@ -187,6 +196,10 @@ class BookIndex:
         dense = self._dense_vectors(texts)
         self.ensure_collection(len(dense[0]))
         sparse = self.sparse.embed_documents(texts)
+        # Each file's first chunk goes last: it is what `manifest` reads, so a file counts as ingested
+        # only once all of its chunks are in.
+        order = sorted(range(len(records)), key=lambda i: records[i].index == 0)
+        records, dense, sparse = ([items[i] for i in order] for items in (records, dense, sparse))
         points = [
             models.PointStruct(
                 id=record.id,
@@ -396,6 +409,14 @@ def _client(*, path: Path | str | None, url: str | None, api_key: str | None) ->
             "(Qdrant local mode allows one). Stop it, or run a Qdrant server and set QDRANT_URL.",
             code="index_locked",
         ) from exc
+
+
+def close_book_index(index: BookIndex) -> None:
+    """Close one index's client so the folder can be opened again (by this or another process)."""
+    with _open_lock:
+        for key in [key for key, value in _open.items() if value is index]:
+            del _open[key]
+    index.client.close()
 
 
 def close_all() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import SAMPLE_BOOK
 from tools.errors import IngestError
-from tools.index import BookIndex, open_book_index
+from tools.index import BookIndex, close_book_index, open_book_index
 from tools.ingest import ingest_book
 
 
@@ -112,3 +112,60 @@ def test_unusable_docs_folders_are_refused_before_the_index_is_touched(tmp_path,
     assert raised.value.code in {"docs_not_found", "docs_not_a_folder", "docs_empty"}
     assert str(target) in raised.value.message
     assert index.count() == count
+
+
+def test_a_file_left_half_rewritten_is_rewritten_by_the_next_ingest(book, index, tmp_path):
+    from tools.ingest import page_records
+
+    ingest_book(book, index)
+    page = book / "02-motion" / "03-pid-control.md"
+    page.write_text(page.read_text().replace("derivative", "rate-of-change"))
+    # A run stopped after writing the new version but before deleting the old one:
+    _, _, records = page_records(book, page, base_url="/docs")
+    index.write(records, replacing=set())
+    assert index.manifest()["02-motion/03-pid-control.md"] == ""
+
+    report = ingest_book(book, index)
+
+    assert report.updated == 1
+    fresh = open_book_index(path=tmp_path / "fresh", collection="sample")
+    ingest_book(book, fresh)
+    assert point_ids(index) == point_ids(fresh)
+
+
+def test_a_killed_ingest_leaves_a_usable_index_and_the_next_run_completes(tmp_path, database_url, book_index):
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import BOOKTUTOR, CORPUS, MODEL_VARIABLES, REPO
+
+    home = tmp_path / "home"
+    env = {**{k: v for k, v in os.environ.items() if k not in MODEL_VARIABLES},
+           "BOOKTUTOR_HOME": str(home), "DATABASE_URL": database_url}
+    first = subprocess.Popen([*BOOKTUTOR, "ingest", str(CORPUS), "--json"], cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    collection = home / "qdrant" / "collection" / "book"
+    deadline = time.monotonic() + 120
+    while not collection.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # let a few batches land
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+
+    partial = open_book_index(path=home / "qdrant")
+    done_before = partial.manifest()
+    if done_before:  # what was written is searchable
+        assert partial.search("How do ROS 2 nodes exchange messages?", k=3)
+    close_book_index(partial)
+
+    second = subprocess.run([*BOOKTUTOR, "ingest", str(CORPUS), "--json"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    report = json.loads(second.stdout)
+    assert report["unchanged"] >= len([h for h in done_before.values() if h])
+    assert report["added"] + report["updated"] + report["unchanged"] == report["files"] and not report["failed"]
+    finished = open_book_index(path=home / "qdrant")
+    assert point_ids(finished) == point_ids(book_index)
