@@ -181,21 +181,22 @@ def _check_algorithm(offered: Any, expected: str) -> None:
         raise AuthError(f"The sign-in token must be signed with {expected}.", code="invalid_token")
 
 
+# Most specific first: PyJWT's errors subclass one another.
+_TOKEN_ERRORS: tuple[tuple[type[jwt.PyJWTError], str, str], ...] = (
+    (jwt.ExpiredSignatureError, "token_expired", "The sign-in token has expired; sign in again."),
+    (jwt.ImmatureSignatureError, "invalid_token", "The sign-in token is not valid yet."),
+    (jwt.InvalidAudienceError, "invalid_token", "The sign-in token was issued for another audience."),
+    (jwt.InvalidIssuerError, "invalid_token", "The sign-in token was issued by another issuer."),
+    (jwt.InvalidSignatureError, "invalid_token", "The sign-in token's signature does not verify."),
+    (jwt.InvalidAlgorithmError, "invalid_token", "The sign-in token is signed with an algorithm this server does not accept."),
+    (jwt.DecodeError, "invalid_token", "The sign-in token is malformed."),
+)
+
+
 def _token_error(exc: jwt.PyJWTError) -> AuthError:
-    if isinstance(exc, jwt.ExpiredSignatureError):
-        return AuthError("The sign-in token has expired; sign in again.", code="token_expired")
-    if isinstance(exc, jwt.ImmatureSignatureError):
-        return AuthError("The sign-in token is not valid yet.", code="invalid_token")
-    if isinstance(exc, jwt.InvalidAudienceError):
-        return AuthError("The sign-in token was issued for another audience.", code="invalid_token")
-    if isinstance(exc, jwt.InvalidIssuerError):
-        return AuthError("The sign-in token was issued by another issuer.", code="invalid_token")
     if isinstance(exc, jwt.MissingRequiredClaimError):
         return AuthError(f"The sign-in token has no '{exc.claim}' claim.", code="invalid_token")
-    if isinstance(exc, jwt.InvalidSignatureError):
-        return AuthError("The sign-in token's signature does not verify.", code="invalid_token")
-    if isinstance(exc, jwt.InvalidAlgorithmError):
-        return AuthError("The sign-in token is signed with an algorithm this server does not accept.", code="invalid_token")
-    if isinstance(exc, jwt.DecodeError):
-        return AuthError("The sign-in token is malformed.", code="invalid_token")
+    for kind, code, message in _TOKEN_ERRORS:
+        if isinstance(exc, kind):
+            return AuthError(message, code=code)
     return AuthError("The sign-in token is not valid.", code="invalid_token")
