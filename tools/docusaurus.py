@@ -3,16 +3,21 @@
 The body keeps Markdown (headings, lists, tables, fenced code) but loses what only the
 React build understands: ESM imports/exports, JSX/HTML tags (their text stays), comments and
 admonition fences. Fenced code blocks are copied byte for byte.
+
+Folders may carry ``_category_.json``/``.yml``/``.yaml`` metadata (sidebar label, generated
+index page); :func:`read_categories` reads those and :func:`category_page` turns a generated
+index page into a :class:`Page` so it can be indexed like any doc.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
+import json
 import os
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -20,13 +25,20 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "CATEGORY_FILE_NAMES",
+    "Category",
+    "CategoryScan",
     "Page",
     "PageError",
+    "category_items",
+    "category_page",
     "clean_mdx",
     "doc_url",
     "find_doc_files",
     "heading_anchor",
     "heading_text",
+    "module_label",
+    "read_categories",
     "read_page",
     "slugify",
     "strip_number_prefix",
@@ -41,6 +53,10 @@ class PageError(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+# Larger files are refused: no real chapter comes near it, and a generated dump would flood the index.
+MAX_PAGE_BYTES = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -80,7 +96,7 @@ def _skipped_name(name: str) -> bool:
 
 
 def read_page(
-    root: Path, file: Path, *, base_url: str = "/docs", max_bytes: int = 2_000_000
+    root: Path, file: Path, *, base_url: str = "/docs", max_bytes: int = MAX_PAGE_BYTES
 ) -> Page:
     """Read one doc file under ``root`` and return its :class:`Page`.
 
@@ -141,7 +157,7 @@ def _human_size(n: int) -> str:
 # --------------------------------------------------------------------------- frontmatter
 
 _FRONTMATTER_OPEN = re.compile(r"---[ \t]*\n")
-_FRONTMATTER_CLOSE = re.compile(r"^---[ \t]*$\n?", re.M)
+_FRONTMATTER_CLOSE = re.compile(r"^---[ \t]*$\n?", re.MULTILINE)
 
 
 def _split_frontmatter(text: str) -> tuple[dict[str, Any], str]:
@@ -176,7 +192,7 @@ def _meta_str(meta: dict[str, Any], key: str) -> str:
 # Docusaurus' default number-prefix parser: "01-intro" -> "intro", but dates and versions
 # ("2021-01-31-post", "1.2-notes") keep their digits.
 _IGNORED_PREFIX = re.compile(r"^\d+[-_.]\d+")
-_NUMBER_PREFIX = re.compile(r"^(\d+)\s*[-_.]+\s*([^-_.\s].*)$", re.S)
+_NUMBER_PREFIX = re.compile(r"^(\d+)\s*[-_.]+\s*([^-_.\s].*)$", re.DOTALL)
 
 
 def strip_number_prefix(name: str) -> str:
@@ -243,7 +259,7 @@ _EXPLICIT_ID = re.compile(r"\s*\{#([^{}\s]+)\}\s*$")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)|\[([^\]]*)\]\[[^\]]*\]")
 _HTML_TAG = re.compile(r"</?[A-Za-z][\w.:-]*(?:\s[^<>]*)?/?>")
-_CODE_SPAN = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)", re.S)
+_CODE_SPAN = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)", re.DOTALL)
 _EMPHASIS_STARS = re.compile(r"(?<!\s)\*+|\*+(?!\s)")
 _EMPHASIS_UNDERSCORES = re.compile(r"(?<!\w)_+(?=\S)|(?<=\S)_+(?!\w)")
 _EMPHASIS_TILDES = re.compile(r"~~")
@@ -488,8 +504,8 @@ _TAG = re.compile(
     r"\s*(/?)>"
 )
 _FRAGMENT = re.compile(r"</?>")
-_MDX_COMMENT = re.compile(r"\{\s*/\*.*?\*/\s*\}", re.S)
-_HTML_HEADING = re.compile(r"h[1-6]", re.I)
+_MDX_COMMENT = re.compile(r"\{\s*/\*.*?\*/\s*\}", re.DOTALL)
+_HTML_HEADING = re.compile(r"h[1-6]", re.IGNORECASE)
 _ID_ATTR = re.compile(r"""\bid\s*=\s*(?:"([^"]*)"|'([^']*)'|\{\s*["']([^"']*)["']\s*\})""")
 _SPECIAL = re.compile(r"[`\\<{]")
 _BACKTICKS = re.compile(r"`+")
@@ -549,9 +565,9 @@ def _clean_text(s: str) -> str:
             out.append(ch)
             i = j + 1
             continue
-        closing, name, attrs, self_closing = tag.groups()
+        closing, name, _attrs, self_closing = tag.groups()
         if not closing and not self_closing and _HTML_HEADING.fullmatch(name):
-            end = re.compile(rf"</{name}\s*>", re.I).search(s, tag.end())
+            end = re.compile(rf"</{name}\s*>", re.IGNORECASE).search(s, tag.end())
             if end:
                 i = _emit_heading(out, s, tag, end, int(name[1]))
                 continue
@@ -591,3 +607,345 @@ def _pop_current_line(out: list[str]) -> str:
             break
         parts.append(piece)
     return "".join(reversed(parts))
+
+
+# --------------------------------------------------------------------------- categories
+
+# Precedence when a folder holds several of them. Docusaurus only warns that the outcome is
+# undetermined; a fixed order keeps our result stable and the losers are reported.
+CATEGORY_FILE_NAMES = ("_category_.json", "_category_.yml", "_category_.yaml")
+_MAX_CATEGORY_BYTES = 1_000_000
+_LINK_TYPES = ("doc", "generated-index")
+
+
+@dataclass(frozen=True)
+class Category:
+    """Sidebar metadata of one docs folder, read from its ``_category_`` file."""
+
+    folder: str  # posix path relative to the docs root, e.g. "04-vla"; "" for the root itself
+    label: str  # sidebar label: the file's "label", else the folder name without number prefix
+    description: str  # link.description of a generated index, else ""
+    url: str  # permalink of the generated index page; "" when Docusaurus builds none
+    title: str  # generated index page title: link.title, else label
+    position: float | None  # the file's "position" (sidebar order), None when absent
+    file: str  # posix path of the category file used, relative to the docs root
+    content_hash: str  # sha256 hex of that file's raw bytes
+
+
+@dataclass(frozen=True)
+class CategoryScan:
+    """What :func:`read_categories` found."""
+
+    categories: dict[str, Category]  # keyed by Category.folder
+    skipped: dict[str, str]  # category file path (relative posix) -> why it was not used
+
+
+class _BadCategoryFile(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def read_categories(root: Path, *, base_url: str = "/docs") -> CategoryScan:
+    """Read every ``_category_.json``/``.yml``/``.yaml`` under ``root``; never raises for bad files.
+
+    Folders are walked like :func:`find_doc_files` (hidden, ``_`` and ``node_modules`` folders
+    are skipped). A file that cannot be read, does not parse, is not a mapping or has a field of
+    the wrong type lands in ``skipped`` with a short reason, and so does a file shadowed by
+    another category file in the same folder.
+
+    Generated index URLs assume the default autogenerated sidebar over the whole docs root
+    (a hand-written ``sidebars.js`` ignores category files): only folders that contain docs
+    become sidebar categories, and the root folder itself never does, so those get ``url=""``.
+    """
+    root = Path(root)
+    found: dict[str, tuple[str, bytes, dict[str, Any]]] = {}  # folder -> (file, raw, meta)
+    skipped: dict[str, str] = {}
+    doc_dirs: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not _skipped_name(d) and d != "node_modules"]
+        rel = PurePosixPath(*Path(dirpath).relative_to(root).parts).as_posix()
+        folder = "" if rel == "." else rel
+        if any(not _skipped_name(n) and n.endswith(DOC_SUFFIXES) for n in filenames):
+            doc_dirs.add(folder)
+        for name in CATEGORY_FILE_NAMES:
+            if name not in filenames:
+                continue
+            file = f"{folder}/{name}" if folder else name
+            if folder in found:
+                skipped[file] = f"ignored: {found[folder][0]} is used for this folder"
+                continue
+            try:
+                raw, meta = _load_category_file(Path(dirpath) / name)
+                _check_category_meta(meta)
+            except _BadCategoryFile as exc:
+                skipped[file] = exc.reason
+                continue
+            found[folder] = (file, raw, meta)
+
+    urls = _generated_index_urls(found, doc_dirs, base_url)
+    categories: dict[str, Category] = {}
+    for folder, (file, raw, meta) in sorted(found.items()):
+        link = meta.get("link")
+        generated = link if isinstance(link, dict) and link.get("type") == "generated-index" else {}
+        label = _category_label(folder, meta)
+        position = meta.get("position")
+        categories[folder] = Category(
+            folder=folder,
+            label=label,
+            description=generated.get("description", ""),
+            url=urls.get(folder, ""),
+            title=generated.get("title", label),
+            position=position,
+            file=file,
+            content_hash=hashlib.sha256(raw).hexdigest(),
+        )
+    return CategoryScan(categories=categories, skipped=dict(sorted(skipped.items())))
+
+
+def _load_category_file(path: Path) -> tuple[bytes, dict[str, Any]]:
+    try:
+        if path.stat().st_size > _MAX_CATEGORY_BYTES:
+            raise _BadCategoryFile(f"file too large (> {_human_size(_MAX_CATEGORY_BYTES)})")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise _BadCategoryFile(f"cannot read file ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        raise _BadCategoryFile("not UTF-8 text") from None
+    # Docusaurus 3 feeds every variant to a YAML loader, for which an empty document is
+    # simply "no metadata"; keep that instead of calling an empty .json file broken.
+    if not text.strip():
+        return raw, {}
+    if path.suffix == ".json":
+        # A real JSON parser: PyYAML (YAML 1.1) rejects some valid JSON, e.g. tab indentation.
+        try:
+            meta = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _BadCategoryFile(
+                f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+            ) from None
+    else:
+        try:
+            meta = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            detail = " ".join(str(exc).split())
+            raise _BadCategoryFile(f"invalid YAML: {detail[:200]}") from None
+    if meta is None:
+        return raw, {}
+    if not isinstance(meta, dict):
+        raise _BadCategoryFile(f"expected a mapping, got {_json_type(meta)}")
+    return raw, meta
+
+
+def _check_category_meta(meta: dict[str, Any]) -> None:
+    """Reject the fields we rely on when Docusaurus would reject them too (it fails the build).
+
+    Unknown keys are tolerated: they cannot change what we read, and dropping a whole
+    category over an unrelated typo would lose its label.
+    """
+    _check_text(meta, "label", "")
+    position = meta.get("position")
+    if position is not None and (isinstance(position, bool) or not isinstance(position, (int, float))):
+        raise _BadCategoryFile(f'"position" must be a number, got {_json_type(position)}')
+    if "link" not in meta or meta["link"] is None:  # null explicitly turns the link off
+        return
+    link = meta["link"]
+    if not isinstance(link, dict):
+        raise _BadCategoryFile(f'"link" must be a mapping or null, got {_json_type(link)}')
+    kind = link.get("type")
+    if kind not in _LINK_TYPES:
+        raise _BadCategoryFile(f'unknown link type {kind!r} (expected "doc" or "generated-index")')
+    if kind == "doc":
+        if not isinstance(link.get("id"), str) or not link["id"]:
+            raise _BadCategoryFile('a "doc" link needs a string "id"')
+        return
+    for key in ("slug", "title", "description"):
+        _check_text(link, key, "link.")
+
+
+def _check_text(meta: dict[str, Any], key: str, where: str) -> None:
+    # Docusaurus validates these as Joi strings, which also refuse "".
+    if key in meta and (not isinstance(meta[key], str) or not meta[key]):
+        raise _BadCategoryFile(
+            f'"{where}{key}" must be a non-empty string, got {_json_type(meta[key])}'
+        )
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "an empty string" if not value else "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _category_label(folder: str, meta: Mapping[str, Any]) -> str:
+    # Docusaurus would prefer the title of a conventional index doc (index.md, README.md) when
+    # the file sets neither label nor link; we only know the folder here, so that case falls
+    # back to the folder name like a category without any file.
+    label = meta.get("label")
+    if isinstance(label, str) and label:
+        return label
+    return strip_number_prefix(PurePosixPath(folder).name) if folder else ""
+
+
+def _generated_index_urls(
+    found: Mapping[str, tuple[str, bytes, dict[str, Any]]], doc_dirs: set[str], base_url: str
+) -> dict[str, str]:
+    """Permalinks of the generated index pages, keyed by folder.
+
+    Without ``link.slug`` the slug is ``/category/`` plus the github-slugger slug of the label.
+    One slugger serves the whole sidebar, so a repeated label gets ``-1``, ``-2``... in the
+    order Docusaurus visits categories: depth first, siblings by position then name.
+    """
+    in_sidebar: set[str] = set()  # folders holding docs, and their ancestors
+    for folder in doc_dirs:
+        parts = folder.split("/") if folder else []
+        for i in range(1, len(parts) + 1):
+            in_sidebar.add("/".join(parts[:i]))
+    children: dict[str, list[str]] = {}
+    for folder in in_sidebar:
+        children.setdefault(folder.rpartition("/")[0], []).append(folder)
+
+    def position(folder: str) -> float | None:
+        meta = found[folder][2] if folder in found else {}
+        if meta.get("position") is not None:
+            return meta["position"]
+        return _number_prefix(PurePosixPath(folder).name)
+
+    slugger = _Slugger()
+    urls: dict[str, str] = {}
+
+    def visit(parent: str) -> None:
+        for folder in sorted(children.get(parent, []), key=lambda f: _order_key(position(f), f)):
+            meta = found[folder][2] if folder in found else {}
+            link = meta.get("link")
+            if isinstance(link, dict) and link.get("type") == "generated-index":
+                slug = link.get("slug") or "/category/" + slugger.slug(_category_label(folder, meta))
+                urls[folder] = _join_url(base_url, slug)
+            visit(folder)
+
+    visit("")
+    return urls
+
+
+class _Slugger:
+    """github-slugger's stateful slugger: a slug seen before gets ``-1``, ``-2``... appended."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+
+    def slug(self, text: str) -> str:
+        base = slug = slugify(text)
+        while slug in self._seen:
+            self._seen[base] += 1
+            slug = f"{base}-{self._seen[base]}"
+        self._seen[slug] = 0
+        return slug
+
+
+def _number_prefix(name: str) -> int | None:
+    """The number Docusaurus parses off ``01-intro`` (1); None when the name has no prefix."""
+    if _IGNORED_PREFIX.match(name):
+        return None
+    match = _NUMBER_PREFIX.match(name)
+    return int(match.group(1)) if match else None
+
+
+def _order_key(position: float | None, path: str) -> tuple[bool, float, str]:
+    # Sidebar order: by position with unpositioned items last, ties broken by file/folder name.
+    return (position is None, position or 0, PurePosixPath(path).name)
+
+
+def module_label(categories: Mapping[str, Category], page_path: str | PurePosixPath) -> str:
+    """Sidebar label of the top-level folder holding ``page_path`` ("" for pages at the root).
+
+    ``page_path`` is a :attr:`Page.path`. A folder without a category file gets the label
+    Docusaurus would show: its name without number prefix.
+    """
+    parts = PurePosixPath(page_path).parts
+    if len(parts) < 2:
+        return ""
+    category = categories.get(parts[0])
+    return category.label if category else strip_number_prefix(parts[0])
+
+
+def category_items(
+    categories: Mapping[str, Category], folder: str, pages: Iterable[Page]
+) -> list[tuple[str, str]]:
+    """``(title, url)`` of the entries a folder's generated index lists, in sidebar order.
+
+    Entries are the folder's own docs and its sub-folders that contain docs; a sub-folder is
+    shown by its label and links to its generated index, else to its index doc, else to its
+    first doc. Docs are ordered by their file's number prefix, as ``sidebar_position``
+    frontmatter is not part of :class:`Page`.
+    """
+    prefix = f"{folder}/" if folder else ""
+    entries: list[tuple[tuple[bool, float, str], str, str]] = []
+    sub_pages: dict[str, list[Page]] = {}
+    for page in pages:
+        if not page.path.startswith(prefix):
+            continue
+        rest = page.path[len(prefix) :].split("/")
+        if len(rest) == 1:
+            stem = PurePosixPath(rest[0]).stem
+            entries.append((_order_key(_number_prefix(stem), rest[0]), page.title, page.url))
+        else:
+            sub_pages.setdefault(rest[0], []).append(page)
+    for name, inside in sub_pages.items():
+        sub = prefix + name
+        category = categories.get(sub)
+        url = category.url if category and category.url else _landing_url(sub, inside)
+        label = category.label if category else strip_number_prefix(name)
+        explicit = category.position if category else None
+        position = explicit if explicit is not None else _number_prefix(name)
+        entries.append((_order_key(position, name), label, url))
+    entries.sort(key=lambda entry: entry[0])
+    return [(title, url) for _, title, url in entries]
+
+
+def _landing_url(folder: str, pages: list[Page]) -> str:
+    dirs = tuple(folder.split("/"))
+    direct = [p for p in pages if PurePosixPath(p.path).parent.as_posix() == folder]
+    for page in sorted(direct, key=lambda p: p.path):
+        if _is_category_index(PurePosixPath(page.path).stem, dirs):
+            return page.url
+    return min(pages, key=lambda p: p.path.split("/")).url
+
+
+def category_page(category: Category, items: Iterable[tuple[str, str]]) -> Page:
+    """The generated index page of ``category`` as a :class:`Page`, ready for chunking.
+
+    ``items`` are the ``(title, url)`` entries the page lists (see :func:`category_items`).
+    The body holds the page title, the description and one bullet per entry title; the hash
+    covers the category file and those titles, so renaming a child doc re-indexes the page.
+    Raises :class:`ValueError` for a category without a generated index (``url == ""``).
+    """
+    if not category.url:
+        raise ValueError(f"{category.file} has no generated index page")
+    titles = [title for title, _ in items]
+    lines = [f"# {category.title}", ""]
+    if category.description:
+        lines += [category.description.strip(), ""]
+    lines += [f"- {title}" for title in titles]
+    digest = hashlib.sha256(category.content_hash.encode())
+    for title in titles:
+        digest.update(b"\0" + title.encode("utf-8"))
+    return Page(
+        path=category.file,
+        title=category.title,
+        url=category.url,
+        module=category.folder.split("/")[0],
+        body="\n".join(lines).rstrip("\n") + "\n",
+        content_hash=digest.hexdigest(),
+    )

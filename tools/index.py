@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import re
 import threading
-from collections import OrderedDict
-from hashlib import sha256
 import uuid
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
+from hashlib import sha256
 from pathlib import Path
-from typing import Iterable, TypedDict
+from typing import Iterable, NamedTuple, TypedDict
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
-from langchain_qdrant import QdrantVectorStore, RetrievalMode
+from langchain_qdrant import QdrantVectorStore, RetrievalMode, SparseVector
 from qdrant_client import QdrantClient, models
 
 from tools.embeddings import get_embeddings
 from tools.errors import BookIndexError
+from tools.local_search import LocalSearch, Scope
 from tools.sparse import BM25SparseEmbeddings, terms
 
 DENSE = "dense"
@@ -61,6 +62,7 @@ class ChunkRecord:
     anchor: str
     module: str
     file_hash: str
+    module_label: str = ""  # the module's `_category_.json` label, e.g. "04 - VLA: Voice-to-Action Systems"
 
     @property
     def id(self) -> str:
@@ -76,8 +78,16 @@ class ChunkRecord:
 
     def embedding_text(self) -> str:
         # The title and heading trail tell the embedding what a terse chunk is about.
-        context = " › ".join(dict.fromkeys((self.title, *self.headings)))
+        context = " › ".join(dict.fromkeys(filter(None, (self.module_label, self.title, *self.headings))))
         return f"{context}\n\n{self.text}"
+
+
+class IndexedFile(NamedTuple):
+    """What the index remembers of one file: its fingerprint, and what a generated index lists."""
+
+    file_hash: str
+    title: str
+    url: str
 
 
 def chunk_id(path: str, file_hash: str, index: int) -> str:
@@ -92,13 +102,26 @@ def chunk_id(path: str, file_hash: str, index: int) -> str:
 class BookIndex:
     """Write and search the chunks of one book."""
 
-    def __init__(self, client: QdrantClient, collection: str, embeddings: Embeddings, embedding_name: str):
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str,
+        embeddings: Embeddings,
+        embedding_name: str,
+        *,
+        local: bool = False,
+    ):
+        """`local`: the client is in local mode, so searches run on an in-process vector mirror."""
         self.client = client
         self.collection = collection
         self.embeddings = embeddings
         self.embedding_name = embedding_name
         self.sparse = BM25SparseEmbeddings()
+        self.local = local
         self._store: QdrantVectorStore | None = None
+        self._mirror: LocalSearch | None = None
+        self._mirror_lock = threading.Lock()
+        self._storage_tuned = False
         self._vector_cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
 
     # -- writing --------------------------------------------------------------------------------
@@ -135,14 +158,18 @@ class BookIndex:
             )
 
     def manifest(self) -> dict[str, str]:
-        """Path -> file hash of every file in the index, read from each file's first chunk.
+        """Path -> fingerprint of every file in the index (see `files`)."""
+        return {path: indexed.file_hash for path, indexed in self.files().items()}
+
+    def files(self) -> dict[str, IndexedFile]:
+        """Every file in the index, read from each file's first chunk.
 
         A file whose first chunks disagree (an ingest stopped between writing a new version and
-        deleting the old one) maps to "" so the next ingest rewrites it.
+        deleting the old one) gets file_hash "" so the next ingest rewrites it.
         """
         if not self.client.collection_exists(self.collection):
             return {}
-        found: dict[str, str] = {}
+        found: dict[str, IndexedFile] = {}
         offset = None
         while True:
             points, offset = self.client.scroll(
@@ -150,7 +177,7 @@ class BookIndex:
                 scroll_filter=models.Filter(
                     must=[models.FieldCondition(key="metadata.chunk_index", match=models.MatchValue(value=0))]
                 ),
-                with_payload=["metadata.path", "metadata.file_hash"],
+                with_payload=["metadata.path", "metadata.file_hash", "metadata.title", "metadata.page_url"],
                 with_vectors=False,
                 limit=1024,
                 offset=offset,
@@ -158,7 +185,9 @@ class BookIndex:
             for point in points:
                 meta = (point.payload or {}).get("metadata", {})
                 path, file_hash = meta["path"], meta["file_hash"]
-                found[path] = file_hash if found.get(path, file_hash) == file_hash else ""
+                if path in found and found[path].file_hash != file_hash:
+                    file_hash = ""
+                found[path] = IndexedFile(file_hash, meta.get("title", ""), meta.get("page_url", ""))
             if offset is None:
                 return found
 
@@ -214,6 +243,7 @@ class BookIndex:
                         "url": record.url,
                         "page_url": record.page_url,
                         "module": record.module,
+                        "module_label": record.module_label,
                         "chunk_index": record.index,
                         "file_hash": record.file_hash,
                     },
@@ -221,7 +251,26 @@ class BookIndex:
             )
             for record, d, s in zip(records, dense, sparse)
         ]
+        self._tune_local_storage()
+        # Held while Qdrant and the mirror change together, so a mirror loading meanwhile cannot miss
+        # the change.
+        with self._mirror_lock:
+            self._upsert_and_prune(records, dense, sparse, points, replacing)
+
+    def _upsert_and_prune(
+        self,
+        records: list[ChunkRecord],
+        dense: list[list[float]],
+        sparse: list[SparseVector],
+        points: list[models.PointStruct],
+        replacing: set[str] | None,
+    ) -> None:
         self.client.upsert(self.collection, points, wait=True)
+        if self._mirror is not None:
+            self._mirror.upsert(
+                LocalSearch.row(point.id, d, s.indices, s.values, point.payload)
+                for point, d, s in zip(points, dense, sparse)
+            )
         kept: dict[str, list[str]] = {}
         for record in records:
             kept.setdefault(record.path, []).append(record.id)
@@ -237,20 +286,49 @@ class BookIndex:
                 ),
                 wait=True,
             )
+            if self._mirror is not None:
+                self._mirror.delete(paths=[path], keep_ids=ids)
+
+    def _tune_local_storage(self) -> None:
+        """Stop local mode from syncing the disk after every single point it writes.
+
+        qdrant-client persists each point in its own SQLite transaction, and SQLite's default journal
+        syncs the disk on every commit: about 2 ms a point, 40 s for a 19,000-chunk book. A write-ahead
+        log with synchronous=NORMAL keeps the file consistent and the commits in order after a crash;
+        a power cut can lose the last few commits, which is exactly what an interrupted ingest already
+        tolerates (a file counts as ingested only once its first chunk, written last, is in).
+        """
+        if not self.local or self._storage_tuned:
+            return
+        # qdrant-client exposes no option for this, so reach the connection it opened; if a future
+        # release moves it, writes simply stay as durable (and slow) as before.
+        collection = getattr(getattr(self.client, "_client", None), "collections", {}).get(self.collection)
+        connection = getattr(getattr(collection, "storage", None), "storage", None)
+        if connection is not None:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+        self._storage_tuned = True
 
     def remove_paths(self, paths: Iterable[str]) -> None:
         paths = list(paths)
-        if paths and self.client.collection_exists(self.collection):
+        if not paths or not self.client.collection_exists(self.collection):
+            return
+        with self._mirror_lock:
             self.client.delete(
                 self.collection,
                 models.Filter(must=[models.FieldCondition(key="metadata.path", match=models.MatchAny(any=paths))]),
                 wait=True,
             )
+            if self._mirror is not None:
+                self._mirror.delete(paths=paths)
 
     def drop(self) -> None:
-        if self.client.collection_exists(self.collection):
-            self.client.delete_collection(self.collection)
+        with self._mirror_lock:
+            if self.client.collection_exists(self.collection):
+                self.client.delete_collection(self.collection)
+            self._mirror = None
         self._store = None
+        self._storage_tuned = False
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -280,26 +358,74 @@ class BookIndex:
 
     def search(self, query: str, *, k: int = 5, page: str | None = None, module: str | None = None) -> list[Passage]:
         """Hybrid (dense + BM25) search fused with RRF, near-duplicates collapsed."""
+        limit = max(PREFETCH, k)
+        if self.local:
+            passages = self._search_mirror(query, limit=limit, scope=_scope(page, module))
+        else:
+            passages = self._search_qdrant(query, limit=limit, page=page, module=module)
+        return collapse_duplicates(passages)[:k]
+
+    def _search_qdrant(self, query: str, *, limit: int, page: str | None, module: str | None) -> list[Passage]:
+        """The hybrid query run by Qdrant itself, through langchain-qdrant."""
         conditions = []
         if page:
             conditions.append(_page_is(page))
         if module:
             conditions.append(models.FieldCondition(key="metadata.module", match=models.MatchValue(value=module)))
         hits = self._vector_store().similarity_search_with_score(
-            query, k=max(PREFETCH, k), filter=models.Filter(must=conditions) if conditions else None
+            query, k=limit, filter=models.Filter(must=conditions) if conditions else None
         )
-        passages = [_passage(doc.metadata["_id"], doc.page_content, doc.metadata, score) for doc, score in hits]
-        return collapse_duplicates(passages)[:k]
+        return [_passage(doc.metadata["_id"], doc.page_content, doc.metadata, score) for doc, score in hits]
+
+    def _search_mirror(self, query: str, *, limit: int, scope: Scope) -> list[Passage]:
+        """The same hybrid query, answered by the local-mode mirror (see tools/local_search.py)."""
+        mirror = self.mirror()
+        sparse = self.sparse.embed_query(query)
+        hits = mirror.search(self.embeddings.embed_query(query), sparse.indices, sparse.values, limit=limit, scope=scope)
+        return [_passage(row.id, row.payload["page_content"], row.payload["metadata"], score) for row, score in hits]
+
+    def mirror(self) -> LocalSearch:
+        """The local-mode vector mirror, loaded from the collection on first use (about 2.5 s at 19k chunks)."""
+        if self._mirror is not None:
+            return self._mirror
+        with self._mirror_lock:
+            if self._mirror is not None:
+                return self._mirror
+            if not self.client.collection_exists(self.collection):
+                raise BookIndexError(
+                    "The book index is empty. Run `booktutor ingest PATH` with your docs folder first.",
+                    code="index_empty",
+                )
+            dimensions = len(self.embeddings.embed_query("dimension probe"))
+            self._check_dimensions(dimensions)
+            mirror = LocalSearch(dimensions)
+            offset = None
+            while True:
+                points, offset = self.client.scroll(
+                    self.collection, with_payload=True, with_vectors=True, limit=2048, offset=offset
+                )
+                mirror.upsert(
+                    LocalSearch.row(p.id, p.vector[DENSE], p.vector[SPARSE].indices, p.vector[SPARSE].values, p.payload)
+                    for p in points
+                )
+                if offset is None:
+                    break
+            self._mirror = mirror
+            return mirror
 
     def page_passages(self, page: str) -> list[Passage]:
         """Every chunk of one page, in reading order."""
         if not self.client.collection_exists(self.collection):
             return []
-        points, _ = self.client.scroll(
-            self.collection, scroll_filter=models.Filter(must=[_page_is(page)]), limit=2048, with_vectors=False
-        )
-        points.sort(key=lambda p: p.payload["metadata"]["chunk_index"])
-        return [_passage(str(p.id), p.payload["page_content"], p.payload["metadata"], 1.0) for p in points]
+        if self.local:
+            found = [(row.id, row.payload) for row in self.mirror().rows_in(_scope(page, None))]
+        else:
+            points, _ = self.client.scroll(
+                self.collection, scroll_filter=models.Filter(must=[_page_is(page)]), limit=2048, with_vectors=False
+            )
+            found = [(str(p.id), p.payload) for p in points]
+        found.sort(key=lambda item: item[1]["metadata"]["chunk_index"])
+        return [_passage(point_id, payload["page_content"], payload["metadata"], 1.0) for point_id, payload in found]
 
     def locate(self, selected_text: str, *, page: str | None = None) -> list[Passage]:
         """The chunk(s) a selected passage came from: its own page first, the whole book otherwise."""
@@ -329,15 +455,24 @@ def _path_is(path: str) -> models.FieldCondition:
     return models.FieldCondition(key="metadata.path", match=models.MatchValue(value=path))
 
 
-def _page_is(page: str) -> models.Filter:
+def _page_keys(page: str) -> tuple[str, str]:
     """A page given as a doc path (`01-ros2/02-nodes-topics.md`) or as the URL the reader is on."""
-    url = page.split("#", 1)[0].rstrip("/") or "/"
+    return page.lstrip("./"), page.split("#", 1)[0].rstrip("/") or "/"
+
+
+def _page_is(page: str) -> models.Filter:
+    path, url = _page_keys(page)
     return models.Filter(
         should=[
-            _path_is(page.lstrip("./")),
+            _path_is(path),
             models.FieldCondition(key="metadata.page_url", match=models.MatchValue(value=url)),
         ]
     )
+
+
+def _scope(page: str | None, module: str | None) -> Scope:
+    path, url = _page_keys(page) if page else (None, None)
+    return Scope(page_path=path, page_url=url, module=module or None)
 
 
 def _passage(point_id: str, text: str, meta: dict, score: float) -> Passage:
@@ -392,7 +527,7 @@ def open_book_index(
         if key not in _open:
             client = _client(path=path, url=url, api_key=api_key)
             embeddings, name = get_embeddings(embedding_model)
-            _open[key] = BookIndex(client, collection, embeddings, name)
+            _open[key] = BookIndex(client, collection, embeddings, name, local=not url)
         return _open[key]
 
 

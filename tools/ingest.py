@@ -1,25 +1,42 @@
 """Ingest a Docusaurus docs folder into the book index, incrementally.
 
-Unchanged files (same sha256 as in the index) are skipped, changed files are re-chunked and
-rewritten, files gone from the folder lose their chunks. Every file is written whole before its old
-chunks are removed, so an ingest stopped half way leaves a usable index and the next run finishes it.
+Each file is fingerprinted before it is parsed: unchanged files (same fingerprint as in the index)
+cost one read and one hash, changed files are re-chunked and rewritten, files gone from the folder
+lose their chunks. Every file is written whole before its old chunks are removed, so an ingest
+stopped half way leaves a usable index and the next run finishes it. Generated index pages that
+`_category_.json` files ask Docusaurus for are indexed like pages.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from tools.chunking import chunk_markdown
-from tools.docusaurus import PageError, find_doc_files, read_page
+from tools.docusaurus import (
+    MAX_PAGE_BYTES,
+    Category,
+    Page,
+    PageError,
+    category_items,
+    category_page,
+    find_doc_files,
+    module_label,
+    read_categories,
+    read_page,
+)
 from tools.errors import IngestError
 from tools.index import BookIndex, ChunkRecord
 
 # Chunks embedded and upserted together: large enough to keep onnxruntime busy, small enough to
 # keep memory flat on a book of any size.
 WRITE_BATCH = 256
+# Part of every fingerprint: bump it when chunking or the stored record changes, and the next ingest
+# rewrites every page instead of keeping chunks made the old way.
+RECORD_FORMAT = "2"
 
 
 @dataclass
@@ -40,10 +57,26 @@ class IngestReport:
         return {**self.__dict__, "seconds": round(self.seconds, 3)}
 
 
-def page_records(root: Path, file: Path, *, base_url: str) -> tuple[str, str, list[ChunkRecord]]:
-    """Read and chunk one file: (relative path, content hash, chunk records). Raises PageError."""
-    page = read_page(root, file, base_url=base_url)
-    records = [
+def fingerprint(content_hash: str, *, base_url: str, module: str) -> str:
+    """What decides a page's chunks: its bytes, and the settings and labels that shape its records."""
+    recipe = "\x00".join((RECORD_FORMAT, base_url, module, content_hash))
+    return hashlib.sha256(recipe.encode()).hexdigest()
+
+
+def file_hash(file: Path) -> str | None:
+    """sha256 of a doc file's bytes, or None when only `read_page` can say what is wrong with it."""
+    try:
+        if file.stat().st_size > MAX_PAGE_BYTES:
+            return None
+        with file.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def page_records(page: Page, *, file_hash: str, module: str) -> list[ChunkRecord]:
+    """The chunk records of one page, stamped with its fingerprint."""
+    return [
         ChunkRecord(
             path=page.path,
             index=chunk.index,
@@ -53,11 +86,11 @@ def page_records(root: Path, file: Path, *, base_url: str) -> tuple[str, str, li
             page_url=page.url,
             anchor=chunk.anchor,
             module=page.module,
-            file_hash=page.content_hash,
+            module_label=module,
+            file_hash=file_hash,
         )
         for chunk in chunk_markdown(page.body)
     ]
-    return page.path, page.content_hash, records
 
 
 def ingest_book(
@@ -84,9 +117,12 @@ def ingest_book(
     report = IngestReport(root=str(root), files=len(files))
     if rebuild:
         index.drop()
-    known = index.manifest()
+    scan = read_categories(root, base_url=base_url)
+    report.failed.extend({"path": path, "reason": reason} for path, reason in scan.skipped.items())
+    known = index.files()
     previous = set(known)
     seen: set[str] = set()
+    listed: list[Page] = []  # every page, parsed or not, for the generated index pages
     pending: list[ChunkRecord] = []
 
     def flush() -> None:
@@ -94,28 +130,51 @@ def ingest_book(
         report.chunks_written += len(pending)
         pending.clear()
 
+    def take(path: str, records: list[ChunkRecord]) -> None:
+        if path in known:
+            report.updated += 1
+        else:
+            report.added += 1
+        pending.extend(records)
+        if len(pending) >= WRITE_BATCH:
+            flush()
+
     for file in files:
         relative = file.relative_to(root).as_posix()
         seen.add(relative)
-        try:
-            path, content_hash, records = page_records(root, file, base_url=base_url)
-        except PageError as exc:
-            report.failed.append({"path": relative, "reason": exc.reason})
+        module = module_label(scan.categories, relative)
+        raw_hash = file_hash(file)
+        stamp = fingerprint(raw_hash, base_url=base_url, module=module) if raw_hash else None
+        indexed = known.get(relative)
+        if stamp and indexed and indexed.file_hash == stamp:
+            report.unchanged += 1
+            listed.append(Page(path=relative, title=indexed.title, url=indexed.url, module="", body="", content_hash=raw_hash))
         else:
-            if known.get(path) == content_hash:
-                report.unchanged += 1
-            elif not records:
-                report.failed.append({"path": path, "reason": "no text after removing markup"})
+            try:
+                page = read_page(root, file, base_url=base_url)
+            except PageError as exc:
+                report.failed.append({"path": relative, "reason": exc.reason})
             else:
-                if path in known:
-                    report.updated += 1
+                listed.append(page)
+                stamp = fingerprint(page.content_hash, base_url=base_url, module=module)
+                records = page_records(page, file_hash=stamp, module=module)
+                if records:
+                    take(relative, records)
                 else:
-                    report.added += 1
-                pending.extend(records)
-                if len(pending) >= WRITE_BATCH:
-                    flush()
+                    report.failed.append({"path": relative, "reason": "no text after removing markup"})
         if on_file:
             on_file(relative)
+
+    for page in _generated_index_pages(scan.categories, listed):
+        seen.add(page.path)
+        report.files += 1
+        module = module_label(scan.categories, page.path)
+        stamp = fingerprint(page.content_hash, base_url=base_url, module=module)
+        indexed = known.get(page.path)
+        if indexed and indexed.file_hash == stamp:
+            report.unchanged += 1
+        else:
+            take(page.path, page_records(page, file_hash=stamp, module=module))
     flush()
 
     gone = sorted(set(known) - seen)
@@ -123,3 +182,13 @@ def ingest_book(
     report.removed = len(gone)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _generated_index_pages(categories: Mapping[str, Category], pages: Iterable[Page]) -> list[Page]:
+    """The category pages Docusaurus generates (title, description, the docs they list)."""
+    pages = list(pages)
+    return [
+        category_page(category, category_items(categories, category.folder, pages))
+        for category in categories.values()
+        if category.url
+    ]

@@ -1,15 +1,25 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CORPUS
-from tools.docusaurus import Page, PageError, find_doc_files, heading_anchor, read_page
-
-
+from tools.docusaurus import (
+    Category,
+    Page,
+    PageError,
+    category_items,
+    category_page,
+    find_doc_files,
+    heading_anchor,
+    module_label,
+    read_categories,
+    read_page,
+)
 
 
 def write(root: Path, rel: str, text: str | bytes) -> Path:
@@ -37,9 +47,9 @@ def outside_fences(body: str) -> list[str]:
             kept.append("[code]")
             continue
         if fence is not None:
-            if marker and marker.group(1)[0] == fence[0] and len(marker.group(1)) >= len(fence):
-                if not line.strip().strip(fence[0]):
-                    fence = None
+            closes = marker and marker.group(1)[0] == fence[0] and len(marker.group(1)) >= len(fence)
+            if closes and not line.strip().strip(fence[0]):
+                fence = None
             continue
         kept.append(line)
     return kept
@@ -459,3 +469,343 @@ def test_find_doc_files_skips_hidden_partials_and_node_modules(tmp_path: Path):
 )
 def test_heading_anchor(text: str, anchor: str):
     assert heading_anchor(text) == anchor
+
+
+# --------------------------------------------------------------------------- categories
+
+# Generated index URLs of the real book, worked out by hand with github-slugger's rules
+# (lowercase, drop ":" and other punctuation, each space becomes "-", so " - " -> "---").
+CORPUS_CATEGORIES = {
+    "00-introduction": (
+        "00 - Introduction",
+        "Getting started with Physical AI and Humanoid Robotics",
+        "/docs/category/00---introduction",
+    ),
+    "01-ros2": (
+        "01 - ROS 2: The Robotic Nervous System",
+        "Core ROS 2 concepts and architecture for humanoid robotics",
+        "/docs/category/01---ros-2-the-robotic-nervous-system",
+    ),
+    "02-simulation": (
+        "02 - Simulation: Virtual Worlds for Real Robots",
+        "Gazebo, SDF, and simulation environments for humanoid robots",
+        "/docs/category/02---simulation-virtual-worlds-for-real-robots",
+    ),
+    "03-isaac": (
+        "03 - NVIDIA Isaac: AI-Powered Robotics",
+        "Isaac Sim, perception, and navigation for humanoid robots",
+        "/docs/category/03---nvidia-isaac-ai-powered-robotics",
+    ),
+    "04-vla": (
+        "04 - VLA: Voice-to-Action Systems",
+        "Voice interfaces and LLM integration for humanoid robots",
+        "/docs/category/04---vla-voice-to-action-systems",
+    ),
+    "05-capstone": (
+        "05 - Capstone: Integration Project",
+        "Bringing it all together - Complete humanoid robot integration",
+        "/docs/category/05---capstone-integration-project",
+    ),
+}
+
+
+def category_json(label: str | None = None, **link: str) -> str:
+    """A ``_category_.json`` text with a generated-index link carrying ``link`` fields."""
+    data: dict[str, object] = {"link": {"type": "generated-index", **link}}
+    if label is not None:
+        data["label"] = label
+    return json.dumps(data)
+
+
+def test_corpus_categories_labels_descriptions_and_urls():
+    scan = read_categories(CORPUS)
+    assert scan.skipped == {}
+    assert set(scan.categories) == {"", *CORPUS_CATEGORIES}
+    for folder, (label, description, url) in CORPUS_CATEGORIES.items():
+        category = scan.categories[folder]
+        assert (category.folder, category.label, category.description, category.url) == (
+            folder,
+            label,
+            description,
+            url,
+        )
+        assert category.title == label  # no link.title in the book
+        assert category.file == f"{folder}/_category_.json"
+        raw = (CORPUS / folder / "_category_.json").read_bytes()
+        assert category.content_hash == hashlib.sha256(raw).hexdigest()
+    assert scan.categories["04-vla"].position == 6
+
+    # The docs root is never a sidebar category, so its file yields a label but no page.
+    root = scan.categories[""]
+    assert root.label == "Physical AI & Humanoid Robotics Textbook"
+    assert root.description.startswith("Comprehensive textbook covering ROS 2")
+    assert root.url == ""
+    assert root.file == "_category_.json"
+
+
+def test_corpus_categories_under_another_base_url():
+    scan = read_categories(CORPUS, base_url="/book/")
+    assert scan.categories["04-vla"].url == "/book/category/04---vla-voice-to-action-systems"
+    assert read_categories(CORPUS, base_url="/").categories["01-ros2"].url == (
+        "/category/01---ros-2-the-robotic-nervous-system"
+    )
+
+
+def test_corpus_module_labels():
+    categories = read_categories(CORPUS).categories
+    page = read_page(CORPUS, CORPUS / "04-vla" / "01-voice-to-action.md")
+    assert page.module == "04-vla"
+    assert module_label(categories, page.path) == "04 - VLA: Voice-to-Action Systems"
+    assert module_label(categories, "01-ros2/02-nodes-topics.md") == (
+        "01 - ROS 2: The Robotic Nervous System"
+    )
+    # pages at the root have no module, even though the root has a category file
+    assert module_label(categories, "personalization.md") == ""
+
+
+def test_corpus_category_page():
+    scan = read_categories(CORPUS)
+    pages = corpus_pages()
+    vla = scan.categories["04-vla"]
+    items = category_items(scan.categories, "04-vla", pages)
+    titles = [title for title, _ in items]
+    assert titles[:4] == [
+        "Voice-to-Action Systems",
+        "Large Language Model Planning",
+        "Natural Language for Robotics",
+        "Multimodal Perception and Integration",
+    ]
+    assert set(titles) == {p.title for p in pages if p.module == "04-vla"}
+    assert ("Large Language Model Planning", "/docs/vla/llm-planning") in items
+
+    page = category_page(vla, items)
+    assert isinstance(page, Page)
+    assert page.path == "04-vla/_category_.json"
+    assert page.url == "/docs/category/04---vla-voice-to-action-systems"
+    assert page.title == "04 - VLA: Voice-to-Action Systems"
+    assert page.module == "04-vla"
+    lines = page.body.split("\n")
+    assert lines[0] == "# 04 - VLA: Voice-to-Action Systems"
+    assert "Voice interfaces and LLM integration for humanoid robots" in lines
+    for title in titles:
+        assert f"- {title}" in lines
+    assert page.body.endswith("\n") and not page.body.endswith("\n\n")
+
+    # the hash follows the listed titles as well as the category file
+    assert category_page(vla, items).content_hash == page.content_hash
+    renamed = [("Renamed", url) for _, url in items]
+    assert category_page(vla, renamed).content_hash != page.content_hash
+    assert page.content_hash != vla.content_hash
+
+
+def test_corpus_root_category_lists_modules_by_label():
+    scan = read_categories(CORPUS)
+    items = category_items(scan.categories, "", corpus_pages())
+    assert items[:6] == [(label, url) for label, _, url in CORPUS_CATEGORIES.values()]
+    assert ("Chapter Personalization Feature", "/docs/personalization") in items
+
+
+def test_category_explicit_slug_title_and_default_label(tmp_path: Path):
+    write(tmp_path, "01-ros/_category_.json", category_json("ROS", slug="/ros-intro"))
+    write(tmp_path, "01-ros/a.md", "# A\n")
+    write(tmp_path, "02-sim/_category_.json", category_json("Sim", slug="sim-start", title="All of Sim"))
+    write(tmp_path, "02-sim/a.md", "# A\n")
+    write(tmp_path, "03-advanced-topics/_category_.json", category_json(description="Deep dives"))
+    write(tmp_path, "03-advanced-topics/a.md", "# A\n")
+
+    categories = read_categories(tmp_path, base_url="/docs").categories
+    assert categories["01-ros"].url == "/docs/ros-intro"
+    assert categories["02-sim"].url == "/docs/sim-start"  # a relative slug still hangs off base_url
+    assert categories["02-sim"].title == "All of Sim"
+    assert categories["02-sim"].label == "Sim"
+    advanced = categories["03-advanced-topics"]
+    assert advanced.label == "advanced-topics"  # folder name, number prefix stripped
+    assert advanced.title == "advanced-topics"
+    assert advanced.description == "Deep dives"
+    assert advanced.url == "/docs/category/advanced-topics"
+
+    other = read_categories(tmp_path, base_url="/handbook/v2/").categories
+    assert other["01-ros"].url == "/handbook/v2/ros-intro"
+    assert other["03-advanced-topics"].url == "/handbook/v2/category/advanced-topics"
+
+
+def test_category_yaml_variants(tmp_path: Path):
+    write(
+        tmp_path,
+        "10-hardware/_category_.yml",
+        "label: 'Hardware: Jetson & Sensors'\n"
+        "position: 2.5\n"
+        "link:\n"
+        "  type: generated-index\n"
+        "  description: Boards, cameras and IMUs\n",
+    )
+    write(tmp_path, "10-hardware/jetson.md", "# Jetson\n")
+    write(tmp_path, "11-appendix/_category_.yaml", "label: Appendix\nlink:\n  type: generated-index\n")
+    write(tmp_path, "11-appendix/glossary.md", "# Glossary\n")
+
+    scan = read_categories(tmp_path)
+    assert scan.skipped == {}
+    hardware = scan.categories["10-hardware"]
+    assert hardware.label == "Hardware: Jetson & Sensors"
+    assert hardware.description == "Boards, cameras and IMUs"
+    assert hardware.url == "/docs/category/hardware-jetson--sensors"
+    assert hardware.position == 2.5
+    assert hardware.file == "10-hardware/_category_.yml"
+    appendix = scan.categories["11-appendix"]
+    assert (appendix.label, appendix.description, appendix.url) == ("Appendix", "", "/docs/category/appendix")
+    assert appendix.file == "11-appendix/_category_.yaml"
+
+
+def test_category_without_generated_index_has_no_url(tmp_path: Path):
+    write(tmp_path, "01-doc-link/_category_.json", '{"label": "Linked", "link": {"type": "doc", "id": "intro"}}')
+    write(tmp_path, "01-doc-link/intro.md", "# Intro\n")
+    write(tmp_path, "02-null-link/_category_.json", '{"label": "No link", "link": null}')
+    write(tmp_path, "02-null-link/a.md", "# A\n")
+    write(tmp_path, "03-no-link/_category_.yml", "label: Plain\n")
+    write(tmp_path, "03-no-link/a.md", "# A\n")
+    write(tmp_path, "04-empty/_category_.yml", "")  # an empty YAML document means "no metadata"
+    write(tmp_path, "04-empty/a.md", "# A\n")
+    # a folder without docs is no sidebar category, so Docusaurus builds no index page for it
+    write(tmp_path, "05-no-docs/_category_.json", category_json("Assets", description="Images"))
+    write(tmp_path, "05-no-docs/img/logo.png", b"\x89PNG")
+
+    scan = read_categories(tmp_path)
+    assert scan.skipped == {}
+    got = {folder: (c.label, c.description, c.url) for folder, c in scan.categories.items()}
+    assert got == {
+        "01-doc-link": ("Linked", "", ""),
+        "02-null-link": ("No link", "", ""),
+        "03-no-link": ("Plain", "", ""),
+        "04-empty": ("empty", "", ""),
+        "05-no-docs": ("Assets", "Images", ""),
+    }
+    with pytest.raises(ValueError):
+        category_page(scan.categories["01-doc-link"], [("Intro", "/docs/doc-link")])
+
+
+def test_bad_category_files_are_reported_not_raised(tmp_path: Path):
+    write(tmp_path, "01-good/_category_.json", category_json("Good", description="Fine"))
+    write(tmp_path, "01-good/a.md", "# A\n")
+    bad = {
+        "02-broken/_category_.json": '{"label": "Broken",, }',
+        "03-list/_category_.yml": "- label: x\n",
+        "04-bad-yaml/_category_.yaml": "label: [unclosed\n",
+        "05-label-type/_category_.json": '{"label": 5}',
+        "06-link-type/_category_.json": '{"label": "X", "link": {"type": "autogenerated"}}',
+        "07-latin1/_category_.yml": "label: Caf\xe9\n".encode("latin-1"),
+        "08-position/_category_.json": '{"position": "first"}',
+        "09-empty-label/_category_.json": '{"label": ""}',
+    }
+    for rel, text in bad.items():
+        write(tmp_path, rel, text)
+        write(tmp_path, rel.split("/")[0] + "/a.md", "# A\n")
+
+    scan = read_categories(tmp_path)  # must not raise
+    assert set(scan.categories) == {"01-good"}
+    assert scan.categories["01-good"].url == "/docs/category/good"
+    assert set(scan.skipped) == set(bad)
+    assert scan.skipped["02-broken/_category_.json"].startswith("invalid JSON: ")
+    assert "line 1" in scan.skipped["02-broken/_category_.json"]
+    assert scan.skipped["03-list/_category_.yml"] == "expected a mapping, got a list"
+    assert scan.skipped["04-bad-yaml/_category_.yaml"].startswith("invalid YAML: ")
+    assert scan.skipped["05-label-type/_category_.json"] == '"label" must be a non-empty string, got a number'
+    assert "unknown link type 'autogenerated'" in scan.skipped["06-link-type/_category_.json"]
+    assert scan.skipped["07-latin1/_category_.yml"] == "not UTF-8 text"
+    assert scan.skipped["08-position/_category_.json"] == '"position" must be a number, got a string'
+    assert "empty string" in scan.skipped["09-empty-label/_category_.json"]
+    # a folder whose file was skipped still gets the default label
+    assert module_label(scan.categories, "02-broken/a.md") == "broken"
+
+
+def test_two_category_files_in_one_folder(tmp_path: Path):
+    write(tmp_path, "guide/_category_.json", category_json("From JSON"))
+    write(tmp_path, "guide/_category_.yml", "label: From YAML\n")
+    write(tmp_path, "guide/a.md", "# A\n")
+    write(tmp_path, "more/_category_.json", "{oops")
+    write(tmp_path, "more/_category_.yaml", "label: Fallback\n")
+    write(tmp_path, "more/a.md", "# A\n")
+
+    scan = read_categories(tmp_path)
+    assert scan.categories["guide"].label == "From JSON"
+    assert scan.skipped["guide/_category_.yml"] == "ignored: guide/_category_.json is used for this folder"
+    # a broken file does not hide a valid sibling
+    assert scan.categories["more"].label == "Fallback"
+    assert scan.categories["more"].file == "more/_category_.yaml"
+    assert scan.skipped["more/_category_.json"].startswith("invalid JSON")
+
+
+def test_repeated_labels_get_numbered_slugs_in_sidebar_order(tmp_path: Path):
+    # "b-part" comes first in the sidebar by position, so it gets the plain slug
+    write(tmp_path, "a-part/_category_.json", '{"label": "Overview", "position": 2, "link": {"type": "generated-index"}}')
+    write(tmp_path, "a-part/x.md", "# X\n")
+    write(tmp_path, "b-part/_category_.json", '{"label": "Overview", "position": 1, "link": {"type": "generated-index"}}')
+    write(tmp_path, "b-part/x.md", "# X\n")
+    # nested categories are visited right after their parent
+    write(tmp_path, "b-part/inner/_category_.json", category_json("Overview", description="Nested"))
+    write(tmp_path, "b-part/inner/y.md", "# Y\n")
+    write(tmp_path, "c-part/_category_.json", category_json("Overview"))
+    write(tmp_path, "c-part/z.md", "# Z\n")
+
+    urls = {folder: c.url for folder, c in read_categories(tmp_path).categories.items()}
+    assert urls == {
+        "b-part": "/docs/category/overview",
+        "b-part/inner": "/docs/category/overview-1",
+        "a-part": "/docs/category/overview-2",
+        "c-part": "/docs/category/overview-3",
+    }
+
+
+def test_category_folders_are_walked_like_doc_files(tmp_path: Path):
+    for folder in ("_drafts", ".hidden", "node_modules/pkg", "ok/_partials"):
+        write(tmp_path, f"{folder}/_category_.json", category_json("Skipped"))
+        write(tmp_path, f"{folder}/a.md", "# A\n")
+    write(tmp_path, "ok/_category_.json", category_json("Kept"))
+    write(tmp_path, "ok/a.md", "# A\n")
+    scan = read_categories(tmp_path)
+    assert set(scan.categories) == {"ok"}
+    assert scan.skipped == {}
+    assert read_categories(tmp_path / "missing").categories == {}
+
+
+def test_category_items_and_page_for_nested_folders(tmp_path: Path):
+    write(tmp_path, "01-ros/_category_.json", category_json("ROS 2 Basics", description="Start here"))
+    write(tmp_path, "01-ros/02-topics.md", "# Topics\n")
+    write(tmp_path, "01-ros/01-nodes.md", "# Nodes\n")
+    # a sub-folder with its own generated index
+    write(tmp_path, "01-ros/03-deep/_category_.json", category_json("Going Deeper"))
+    write(tmp_path, "01-ros/03-deep/01-qos.md", "# QoS\n")
+    # a sub-folder without category file: default label, links to its index doc
+    write(tmp_path, "01-ros/04-tools/01-rviz.md", "# RViz\n")
+    write(tmp_path, "01-ros/04-tools/index.md", "# Tools overview\n")
+
+    scan = read_categories(tmp_path)
+    pages = [read_page(tmp_path, f) for f in find_doc_files(tmp_path)]
+    items = category_items(scan.categories, "01-ros", pages)
+    assert items == [
+        ("Nodes", "/docs/ros/nodes"),
+        ("Topics", "/docs/ros/topics"),
+        ("Going Deeper", "/docs/category/going-deeper"),
+        ("tools", "/docs/ros/tools"),
+    ]
+    assert category_items(scan.categories, "01-ros/03-deep", pages) == [("QoS", "/docs/ros/deep/qos")]
+
+    page = category_page(scan.categories["01-ros"], items)
+    assert page.body == (
+        "# ROS 2 Basics\n\nStart here\n\n- Nodes\n- Topics\n- Going Deeper\n- tools\n"
+    )
+    deep = category_page(scan.categories["01-ros/03-deep"], [("QoS", "/docs/ros/deep/qos")])
+    assert (deep.path, deep.module, deep.url) == (
+        "01-ros/03-deep/_category_.json",
+        "01-ros",
+        "/docs/category/going-deeper",
+    )
+    assert deep.body == "# Going Deeper\n\n- QoS\n"
+    assert module_label(scan.categories, "01-ros/03-deep/01-qos.md") == "ROS 2 Basics"
+
+
+def test_category_is_a_frozen_value():
+    category = Category(
+        folder="x", label="X", description="", url="", title="X", position=None, file="x/_category_.json", content_hash=""
+    )
+    with pytest.raises(AttributeError):
+        category.label = "Y"  # type: ignore[misc]

@@ -115,14 +115,17 @@ def test_unusable_docs_folders_are_refused_before_the_index_is_touched(tmp_path,
 
 
 def test_a_file_left_half_rewritten_is_rewritten_by_the_next_ingest(book, index, tmp_path):
-    from tools.ingest import page_records
+    from tools.docusaurus import module_label, read_categories, read_page
+    from tools.ingest import fingerprint, page_records
 
     ingest_book(book, index)
     page = book / "02-motion" / "03-pid-control.md"
     page.write_text(page.read_text().replace("derivative", "rate-of-change"))
     # A run stopped after writing the new version but before deleting the old one:
-    _, _, records = page_records(book, page, base_url="/docs")
-    index.write(records, replacing=set())
+    new = read_page(book, page)
+    module = module_label(read_categories(book).categories, new.path)
+    stamp = fingerprint(new.content_hash, base_url="/docs", module=module)
+    index.write(page_records(new, file_hash=stamp, module=module), replacing=set())
     assert index.manifest()["02-motion/03-pid-control.md"] == ""
 
     report = ingest_book(book, index)
