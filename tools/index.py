@@ -360,21 +360,14 @@ class BookIndex:
         """Hybrid (dense + BM25) search fused with RRF, near-duplicates collapsed."""
         limit = max(PREFETCH, k)
         if self.local:
-            passages = self._search_mirror(query, limit=limit, scope=_scope(page, module))
+            passages = self._search_mirror(query, limit=limit, scope=search_scope(page, module))
         else:
             passages = self._search_qdrant(query, limit=limit, page=page, module=module)
         return collapse_duplicates(passages)[:k]
 
     def _search_qdrant(self, query: str, *, limit: int, page: str | None, module: str | None) -> list[Passage]:
         """The hybrid query run by Qdrant itself, through langchain-qdrant."""
-        conditions = []
-        if page:
-            conditions.append(_page_is(page))
-        if module:
-            conditions.append(models.FieldCondition(key="metadata.module", match=models.MatchValue(value=module)))
-        hits = self._vector_store().similarity_search_with_score(
-            query, k=limit, filter=models.Filter(must=conditions) if conditions else None
-        )
+        hits = self._vector_store().similarity_search_with_score(query, k=limit, filter=search_filter(page, module))
         return [_passage(doc.metadata["_id"], doc.page_content, doc.metadata, score) for doc, score in hits]
 
     def _search_mirror(self, query: str, *, limit: int, scope: Scope) -> list[Passage]:
@@ -418,7 +411,7 @@ class BookIndex:
         if not self.client.collection_exists(self.collection):
             return []
         if self.local:
-            found = [(row.id, row.payload) for row in self.mirror().rows_in(_scope(page, None))]
+            found = [(row.id, row.payload) for row in self.mirror().rows_in(search_scope(page, None))]
         else:
             points, _ = self.client.scroll(
                 self.collection, scroll_filter=models.Filter(must=[_page_is(page)]), limit=2048, with_vectors=False
@@ -470,7 +463,18 @@ def _page_is(page: str) -> models.Filter:
     )
 
 
-def _scope(page: str | None, module: str | None) -> Scope:
+def search_filter(page: str | None, module: str | None) -> models.Filter | None:
+    """The Qdrant filter for a search limited to a page and/or a module."""
+    conditions: list[models.Condition] = []
+    if page:
+        conditions.append(_page_is(page))
+    if module:
+        conditions.append(models.FieldCondition(key="metadata.module", match=models.MatchValue(value=module)))
+    return models.Filter(must=conditions) if conditions else None
+
+
+def search_scope(page: str | None, module: str | None) -> Scope:
+    """The same limits for the local-mode mirror."""
     path, url = _page_keys(page) if page else (None, None)
     return Scope(page_path=path, page_url=url, module=module or None)
 

@@ -78,7 +78,7 @@ class _Snapshot:
             keep = in_module if keep is None else keep & in_module
         return keep
 
-    def dense_top(self, query: np.ndarray, limit: int, keep: np.ndarray | None) -> list[int]:
+    def dense_top(self, query: np.ndarray, limit: int, keep: np.ndarray | None) -> list[tuple[int, float]]:
         if not self.rows:
             return []
         norm = float(np.linalg.norm(query))
@@ -87,7 +87,9 @@ class _Snapshot:
             scores = np.where(keep, scores, -np.inf)
         return _top(scores, limit)
 
-    def sparse_top(self, terms: Sequence[int], weights: Sequence[float], limit: int, keep: np.ndarray | None) -> list[int]:
+    def sparse_top(
+        self, terms: Sequence[int], weights: Sequence[float], limit: int, keep: np.ndarray | None
+    ) -> list[tuple[int, float]]:
         total = len(self.rows)
         scores = np.full(total, -np.inf, dtype=np.float64)
         for term, weight in zip(terms, weights):
@@ -105,12 +107,13 @@ class _Snapshot:
         return _top(scores, limit)
 
 
-def _top(scores: np.ndarray, limit: int) -> list[int]:
-    """Indices of the `limit` best finite scores, best first."""
+def _top(scores: np.ndarray, limit: int) -> list[tuple[int, float]]:
+    """(row, score) of the `limit` best finite scores, best first."""
     candidates = np.flatnonzero(np.isfinite(scores))
     if len(candidates) > limit:
         candidates = candidates[np.argpartition(-scores[candidates], limit - 1)[:limit]]
-    return candidates[np.argsort(-scores[candidates], kind="stable")].tolist()
+    best = candidates[np.argsort(-scores[candidates], kind="stable")]
+    return list(zip(best.tolist(), scores[best].tolist(), strict=True))
 
 
 def fuse(rankings: Iterable[Sequence[int]], limit: int) -> list[tuple[int, float]]:
@@ -175,9 +178,10 @@ class LocalSearch:
         """The best `limit` points with their fused scores, best first."""
         snapshot = self._current()
         keep = snapshot.mask(scope)
-        dense_rows = snapshot.dense_top(np.asarray(dense, dtype=np.float32), limit, keep)
-        sparse_rows = snapshot.sparse_top(terms, weights, limit, keep)
-        return [(snapshot.rows[r], score) for r, score in fuse((dense_rows, sparse_rows), limit)]
+        dense_hits = snapshot.dense_top(np.asarray(dense, dtype=np.float32), limit, keep)
+        sparse_hits = snapshot.sparse_top(terms, weights, limit, keep)
+        rankings = ([row for row, _ in dense_hits], [row for row, _ in sparse_hits])
+        return [(snapshot.rows[r], score) for r, score in fuse(rankings, limit)]
 
     def rows_in(self, scope: Scope) -> list[Row]:
         """Every point in `scope` (a page's chunks), in no particular order."""
