@@ -37,6 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 embedding_model=settings.embedding_model,
             )
             await asyncio.to_thread(app.state.index.embeddings.embed_query, "warm up")
+            # In local mode, searches run on an in-memory mirror of the index; load it now, not on the
+            # first question.
+            await asyncio.to_thread(app.state.index.warm)
             app.state.tutor = tutor
             app.state.runs = RunManager(
                 tutor,

@@ -142,7 +142,7 @@ def ingest_book(
     for file in files:
         relative = file.relative_to(root).as_posix()
         seen.add(relative)
-        module = module_label(scan.categories, relative)
+        module = _module_label(scan.categories, relative)
         raw_hash = file_hash(file)
         stamp = fingerprint(raw_hash, base_url=base_url, module=module) if raw_hash else None
         indexed = known.get(relative)
@@ -168,7 +168,7 @@ def ingest_book(
     for page in _generated_index_pages(scan.categories, listed):
         seen.add(page.path)
         report.files += 1
-        module = module_label(scan.categories, page.path)
+        module = _module_label(scan.categories, page.path)
         stamp = fingerprint(page.content_hash, base_url=base_url, module=module)
         indexed = known.get(page.path)
         if indexed and indexed.file_hash == stamp:
@@ -182,6 +182,17 @@ def ingest_book(
     report.removed = len(gone)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _module_label(categories: Mapping[str, Category], path: str) -> str:
+    """The label of the page's module, when its `_category_` file gives it one.
+
+    Only labels an author wrote go into the chunks: a bare folder name ("v2", "ros2") tells the
+    embedding little, and leaving it out keeps copies of a page in other folders byte-identical,
+    so they share one embedding.
+    """
+    top = path.split("/", 1)[0]
+    return module_label(categories, path) if "/" in path and top in categories else ""
 
 
 def _generated_index_pages(categories: Mapping[str, Category], pages: Iterable[Page]) -> list[Page]:

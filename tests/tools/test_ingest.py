@@ -63,6 +63,52 @@ def test_reingest_skips_unchanged_updates_changed_and_removes_deleted(book, inde
     assert "03-software/02-putting-it-together.md" not in paths
 
 
+def test_a_new_base_url_rewrites_every_page_with_its_new_urls(book, index):
+    ingest_book(book, index)
+
+    moved = ingest_book(book, index, base_url="/book")
+
+    assert moved.updated == moved.files and moved.unchanged == 0
+    urls = {p["url"] for p in index.search("differential drive wheel speeds", k=5)}
+    assert urls and all(url.startswith("/book/") for url in urls)
+    assert ingest_book(book, index, base_url="/book").unchanged == moved.files
+
+
+def test_a_renamed_module_rewrites_only_that_module_and_shows_in_citations(book, index):
+    ingest_book(book, index)
+    category = book / "02-motion" / "_category_.json"
+    category.write_text('{"label": "Wheels, Motors and Control", "position": 3}')
+
+    report = ingest_book(book, index)
+
+    motion = [p for p in book.rglob("*.md*") if p.relative_to(book).parts[0] == "02-motion"]
+    assert (report.updated, report.unchanged) == (len(motion), report.files - len(motion))
+    points, _ = index.client.scroll(index.collection, limit=10_000, with_vectors=False)
+    labels = {p.payload["metadata"]["path"]: p.payload["metadata"]["module_label"] for p in points}
+    assert labels["02-motion/03-pid-control.md"] == "Wheels, Motors and Control"
+    assert labels["01-foundations/01-what-is-a-mobile-robot.md"] == "Foundations"
+
+
+def test_generated_index_pages_are_indexed_and_follow_their_category(book, index):
+    category = book / "02-motion" / "_category_.json"
+    category.write_text(
+        '{"label": "Motion and Control", "link": {"type": "generated-index", '
+        '"description": "Make a robot drive straight: motors, encoders and feedback loops."}}'
+    )
+    (book / "03-software" / "_category_.json").write_text("{not json")
+
+    report = ingest_book(book, index)
+
+    assert [f["path"] for f in report.failed] == ["03-software/_category_.json"]
+    hit = index.search("Which chapter makes a robot drive straight with feedback loops?", k=1)[0]
+    assert (hit["path"], hit["url"]) == ("02-motion/_category_.json", "/docs/category/motion-and-control")
+    assert "PID" in index.page_passages("/docs/category/motion-and-control")[0]["text"]
+
+    category.write_text('{"label": "Motion and Control"}')
+    again = ingest_book(book, index)
+    assert again.removed == 1 and "02-motion/_category_.json" not in index.manifest()
+
+
 def test_chunk_ids_are_deterministic_across_indexes(book, tmp_path):
     first = open_book_index(path=tmp_path / "one", collection="sample")
     second = open_book_index(path=tmp_path / "two", collection="sample")

@@ -9,9 +9,11 @@ from tools.evaluation import evaluate_file, load_questions
 from tools.errors import InvalidInputError
 from tools.retrieval import build_search_tool, search
 
-# The floor for the default offline setup is recall@5 >= 0.85; hold what we measured.
+# The targets for the default offline setup (measured: 0.979 / 0.882, paraphrases 1.0 / 0.875).
 RECALL_AT_5 = 0.90
 MRR = 0.75
+# Paraphrases (a learner's own words) are the hard kind; at most one of the eight may miss the top 5.
+PARAPHRASE_RECALL_AT_5 = 0.85
 
 
 def test_dev_set_meets_the_retrieval_gate(book_index):
@@ -21,6 +23,7 @@ def test_dev_set_meets_the_retrieval_gate(book_index):
     assert report["overall"]["recall"] >= RECALL_AT_5, report["misses"]
     assert report["overall"]["mrr"] >= MRR, report["misses"]
     assert report["by_kind"]["selection"]["recall"] == 1.0, report["misses"]
+    assert report["by_kind"]["paraphrase"]["recall"] >= PARAPHRASE_RECALL_AT_5, report["misses"]
     assert set(report["by_kind"]) == {"conceptual", "factual", "howto", "paraphrase", "selection"}
 
 
