@@ -145,9 +145,11 @@ async def retrieve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     inputs = turn_inputs(state)
     # Opening the index reads files and loads the embedding model: keep it off the event loop.
     tool = await asyncio.to_thread(search_tool, context)
+    asked = _last_human(state["messages"]).text
     passages = await tool.ainvoke(
         {
-            "query": state.get("query") or _last_human(state["messages"]).text,
+            "query": state.get("query") or asked,
+            "asked": asked,
             "k": context.k,
             "page": inputs.get("page"),
             "selected_text": inputs.get("selected_text"),

@@ -8,6 +8,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
 from tools.index import BookIndex, Passage
+from tools.local_search import fuse
 
 
 class SearchBookInput(BaseModel):
@@ -20,6 +21,10 @@ class SearchBookInput(BaseModel):
     selected_text: Optional[str] = Field(
         default=None, description="A passage the reader selected; the section it comes from is returned first."
     )
+    asked: Optional[str] = Field(
+        default=None,
+        description="The reader's own words when `query` is a rewrite of them; both are searched and fused.",
+    )
 
 
 def search(
@@ -30,10 +35,22 @@ def search(
     page: str | None = None,
     module: str | None = None,
     selected_text: str | None = None,
+    asked: str | None = None,
 ) -> list[Passage]:
-    """Passages for `query`: the selection's own section(s) first, then search results, no repeats."""
+    """Passages for `query`: the selection's own section(s) first, then search results, no repeats.
+
+    When `query` rewrites what the reader `asked`, both are searched and the rankings fused: the rewrite
+    carries the conversation's topic, the reader's words what they want to know now (a follow-up's
+    "how is that different from a service?" must not be drowned by the earlier question it was joined to).
+    """
     located = index.locate(selected_text, page=page) if selected_text else []
-    results = index.search(query, k=k, module=module)
+    if asked and asked.strip() and asked.strip() != query.strip():
+        # Fused from deeper lists (a passage fourth in both rankings beats one first in a single one);
+        # ties go to the reader's own words.
+        depth = 2 * k
+        results = _fused(index.search(asked, k=depth, module=module), index.search(query, k=depth, module=module))
+    else:
+        results = index.search(query, k=k, module=module)
     if page and not selected_text:
         # The reader's page is context, not a wall: its best passages lead, the rest of the book follows.
         on_page = index.search(query, k=2, page=page)
@@ -47,6 +64,11 @@ def search(
     return merged[: max(k, len(located))]
 
 
+def _fused(*rankings: list[Passage]) -> list[Passage]:
+    by_id = {p["id"]: p for ranking in rankings for p in ranking}
+    return [{**by_id[point_id], "score": score} for point_id, score in fuse([[p["id"] for p in r] for r in rankings], len(by_id))]
+
+
 def build_search_tool(index: BookIndex) -> BaseTool:
     """`search_book` bound to one index."""
 
@@ -56,8 +78,9 @@ def build_search_tool(index: BookIndex) -> BaseTool:
         page: str | None = None,
         module: str | None = None,
         selected_text: str | None = None,
+        asked: str | None = None,
     ) -> list[Passage]:
-        return search(index, query, k=k, page=page, module=module, selected_text=selected_text)
+        return search(index, query, k=k, page=page, module=module, selected_text=selected_text, asked=asked)
 
     return StructuredTool.from_function(
         search_book,

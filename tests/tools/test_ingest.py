@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -107,6 +109,15 @@ def test_generated_index_pages_are_indexed_and_follow_their_category(book, index
     category.write_text('{"label": "Motion and Control"}')
     again = ingest_book(book, index)
     assert again.removed == 1 and "02-motion/_category_.json" not in index.manifest()
+
+
+def test_local_mode_storage_is_switched_to_a_write_ahead_log(book, index, tmp_path):
+    ingest_book(book, index)
+
+    # Without it, SQLite syncs the disk once per point and a large book spends most of its ingest there.
+    storage = next((tmp_path / "qdrant").rglob("storage.sqlite"))
+    with contextlib.closing(sqlite3.connect(storage)) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_chunk_ids_are_deterministic_across_indexes(book, tmp_path):
