@@ -77,7 +77,7 @@ class ChunkRecord:
         return " › ".join(self.headings)
 
     def embedding_text(self) -> str:
-        # The title and heading trail tell the embedding what a terse chunk is about.
+        # The module label, title and heading trail tell the embedding what a terse chunk is about.
         context = " › ".join(dict.fromkeys(filter(None, (self.module_label, self.title, *self.headings))))
         return f"{context}\n\n{self.text}"
 
