@@ -383,7 +383,7 @@ class BookIndex:
             self.mirror()
 
     def mirror(self) -> LocalSearch:
-        """The local-mode vector mirror, loaded from the collection on first use (about 2.5 s at 19k chunks)."""
+        """The local-mode vector mirror, loaded from the collection on first use (about 3 s at 19k chunks)."""
         if self._mirror is not None:
             return self._mirror
         with self._mirror_lock:
@@ -402,10 +402,12 @@ class BookIndex:
                 points, offset = self.client.scroll(
                     self.collection, with_payload=True, with_vectors=True, limit=2048, offset=offset
                 )
-                mirror.upsert(
-                    LocalSearch.row(p.id, p.vector[DENSE], p.vector[SPARSE].indices, p.vector[SPARSE].values, p.payload)
-                    for p in points
-                )
+                rows = []
+                for point in points:
+                    # A chunk with no searchable terms may come back without a sparse vector at all.
+                    sparse = point.vector.get(SPARSE) or models.SparseVector(indices=[], values=[])
+                    rows.append(LocalSearch.row(point.id, point.vector[DENSE], sparse.indices, sparse.values, point.payload))
+                mirror.upsert(rows)
                 if offset is None:
                     break
             self._mirror = mirror

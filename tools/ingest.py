@@ -31,8 +31,8 @@ from tools.docusaurus import (
 from tools.errors import IngestError
 from tools.index import BookIndex, ChunkRecord
 
-# Chunks embedded and upserted together: large enough to keep onnxruntime busy, small enough to
-# keep memory flat on a book of any size.
+# Chunks embedded and upserted together: few enough to keep memory flat on a book of any size, many
+# enough that per-upsert overhead does not matter.
 WRITE_BATCH = 256
 # Part of every fingerprint: bump it when chunking or the stored record changes, and the next ingest
 # rewrites every page instead of keeping chunks made the old way.
@@ -63,7 +63,7 @@ def fingerprint(content_hash: str, *, base_url: str, module: str) -> str:
     return hashlib.sha256(recipe.encode()).hexdigest()
 
 
-def file_hash(file: Path) -> str | None:
+def content_hash_of(file: Path) -> str | None:
     """sha256 of a doc file's bytes, or None when only `read_page` can say what is wrong with it."""
     try:
         if file.stat().st_size > MAX_PAGE_BYTES:
@@ -143,12 +143,15 @@ def ingest_book(
         relative = file.relative_to(root).as_posix()
         seen.add(relative)
         module = _module_label(scan.categories, relative)
-        raw_hash = file_hash(file)
+        raw_hash = content_hash_of(file)
         stamp = fingerprint(raw_hash, base_url=base_url, module=module) if raw_hash else None
         indexed = known.get(relative)
         if stamp and indexed and indexed.file_hash == stamp:
             report.unchanged += 1
-            listed.append(Page(path=relative, title=indexed.title, url=indexed.url, module="", body="", content_hash=raw_hash))
+            # Not parsed: a generated index lists it by the title and URL the index remembers.
+            listed.append(
+                Page(path=relative, title=indexed.title, url=indexed.url, module="", body="", content_hash=raw_hash)
+            )
         else:
             try:
                 page = read_page(root, file, base_url=base_url)
