@@ -337,14 +337,20 @@ class BookIndex:
             return 0
         return self.client.count(self.collection, exact=True).count
 
+    def _searchable_dimensions(self) -> int:
+        """The embedding size, once the index is known to exist and to match the embedding model."""
+        if not self.client.collection_exists(self.collection):
+            raise BookIndexError(
+                "The book index is empty. Run `booktutor ingest PATH` with your docs folder first.",
+                code="index_empty",
+            )
+        dimensions = len(self.embeddings.embed_query("dimension probe"))
+        self._check_dimensions(dimensions)
+        return dimensions
+
     def _vector_store(self) -> QdrantVectorStore:
         if self._store is None:
-            if not self.client.collection_exists(self.collection):
-                raise BookIndexError(
-                    "The book index is empty. Run `booktutor ingest PATH` with your docs folder first.",
-                    code="index_empty",
-                )
-            self._check_dimensions(len(self.embeddings.embed_query("dimension probe")))
+            self._searchable_dimensions()
             self._store = QdrantVectorStore(
                 client=self.client,
                 collection_name=self.collection,
@@ -389,13 +395,7 @@ class BookIndex:
         with self._mirror_lock:
             if self._mirror is not None:
                 return self._mirror
-            if not self.client.collection_exists(self.collection):
-                raise BookIndexError(
-                    "The book index is empty. Run `booktutor ingest PATH` with your docs folder first.",
-                    code="index_empty",
-                )
-            dimensions = len(self.embeddings.embed_query("dimension probe"))
-            self._check_dimensions(dimensions)
+            dimensions = self._searchable_dimensions()
             mirror = LocalSearch(dimensions)
             offset = None
             while True:
