@@ -15,8 +15,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable, RunnableLambda
 
-from agents.offline import OFFLINE_MODEL_NAME, OfflineChatModel
-from agents.prompts import PERSONALIZE_PROMPT, REWRITE_PROMPT, TRANSLATE_PROMPT, describe_reader
+from booktutor.agents.offline import OFFLINE_MODEL_NAME, OfflineChatModel
+from booktutor.agents.prompts import PERSONALIZE_PROMPT, REWRITE_PROMPT, TRANSLATE_PROMPT, describe_reader
 
 Role = Literal["answer", "rewrite", "translate", "personalize"]
 DEFAULT_MODEL = "gpt-4o-mini"

@@ -18,9 +18,9 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 
 import numpy as np
 
-from agents.prompts import parse_answer_context
-from tools.embeddings import offline_embeddings
-from tools.sparse import terms
+from booktutor.agents.prompts import parse_answer_context
+from booktutor.tools.embeddings import offline_embeddings
+from booktutor.tools.sparse import terms
 
 OFFLINE_MODEL_NAME = "offline-extractive"
 OFFLINE_LABEL = (

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from langgraph.graph import END, START, StateGraph
 
-from graphs.context import Context
-from graphs.nodes import answer, retrieve, rewrite_query, route, route_after_answer, route_turn, translate
-from graphs.state import InputState, OutputState, State
+from booktutor.graphs.context import Context
+from booktutor.graphs.nodes import answer, retrieve, rewrite_query, route, route_after_answer, route_turn, translate
+from booktutor.graphs.state import InputState, OutputState, State
 
 builder = StateGraph(State, context_schema=Context, input_schema=InputState, output_schema=OutputState)
 builder.add_node("route", route)

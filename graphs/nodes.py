@@ -14,15 +14,15 @@ from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
-from agents.models import answer_model, model_name, rewriter, translator
-from agents.prompts import answer_messages
-from graphs.context import Context
-from graphs.state import State, TurnKind
-from tools.errors import BooktutorError
-from tools.index import open_book_index
-from tools.personalization import build_rewrite_tool, looks_like_follow_up
-from tools.retrieval import build_search_tool
-from tools.translation import LANGUAGES, build_translate_tool
+from booktutor.agents.models import answer_model, model_name, rewriter, translator
+from booktutor.agents.prompts import answer_messages
+from booktutor.graphs.context import Context
+from booktutor.graphs.state import State, TurnKind
+from booktutor.tools.errors import BooktutorError
+from booktutor.tools.index import open_book_index
+from booktutor.tools.personalization import build_rewrite_tool, looks_like_follow_up
+from booktutor.tools.retrieval import build_search_tool
+from booktutor.tools.translation import LANGUAGES, build_translate_tool
 
 TURN_INPUTS = ("selected_text", "page", "language")
 

@@ -8,7 +8,7 @@ from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
-from tools.index import Passage
+from booktutor.tools.index import Passage
 
 TurnKind = Literal["question", "follow_up", "explain", "translate", "small_talk"]
 

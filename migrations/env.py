@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from server.models import Base
+from booktutor.server.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -14,7 +14,7 @@ if not config.get_main_option("sqlalchemy.url"):
     # `alembic upgrade head` by hand: use DATABASE_URL like booktutor does.
     import os
 
-    from server.db import sqlalchemy_url
+    from booktutor.server.db import sqlalchemy_url
 
     config.set_main_option("sqlalchemy.url", sqlalchemy_url(os.environ["DATABASE_URL"], driver="psycopg"))
 

@@ -24,10 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools.docusaurus import find_doc_files  # noqa: E402
-from tools.evaluation import load_questions  # noqa: E402
-from tools.index import PREFETCH, close_all, open_book_index  # noqa: E402
-from tools.ingest import ingest_book  # noqa: E402
+from booktutor.tools.docusaurus import find_doc_files  # noqa: E402
+from booktutor.tools.evaluation import load_questions  # noqa: E402
+from booktutor.tools.index import PREFETCH, close_all, open_book_index  # noqa: E402
+from booktutor.tools.ingest import ingest_book  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "physical-ai-book"
 DEFAULT_QUESTIONS = REPO.parent / "shared" / "eval" / "dev-questions.jsonl"

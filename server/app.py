@@ -9,15 +9,15 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from server.auth import Authenticator
-from server.errors import install_error_handlers
-from server.limits import BodySizeLimit, RateLimiter
-from server.observability import Metrics, RequestContext
-from server.routes import chapters, chat, feedback, health, ingest, profile, threads, translate
-from server.runs import RunManager
-from server.settings import Settings, get_settings
-from server.tutor import open_tutor
-from tools.index import open_book_index
+from booktutor.server.auth import Authenticator
+from booktutor.server.errors import install_error_handlers
+from booktutor.server.limits import BodySizeLimit, RateLimiter
+from booktutor.server.observability import Metrics, RequestContext
+from booktutor.server.routes import chapters, chat, feedback, health, ingest, profile, threads, translate
+from booktutor.server.runs import RunManager
+from booktutor.server.settings import Settings, get_settings
+from booktutor.server.tutor import open_tutor
+from booktutor.tools.index import open_book_index
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 from pydantic import BaseModel
 
-from tools.errors import BooktutorError
+from booktutor.tools.errors import BooktutorError
 
 HS256 = "HS256"
 VISITOR_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")

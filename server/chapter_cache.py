@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from server import crud
-from tools.chapters import Section
+from booktutor.server import crud
+from booktutor.tools.chapters import Section
 
 
 class PostgresSectionCache:

@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from server.settings import Settings, get_settings
-from tools.errors import BooktutorError
+from booktutor.server.settings import Settings, get_settings
+from booktutor.tools.errors import BooktutorError
 
 app = typer.Typer(
     name="booktutor",
@@ -76,10 +76,10 @@ def ingest(
 
 
 async def _ingest(settings: Settings, path: Path, *, rebuild: bool, base_url: str, quiet: bool) -> dict[str, Any]:
-    from server import crud
-    from server.db import create_engine, database_url, run_migrations, session_factory
-    from tools.docusaurus import find_doc_files
-    from tools.ingest import ingest_book
+    from booktutor.server import crud
+    from booktutor.server.db import create_engine, database_url, run_migrations, session_factory
+    from booktutor.tools.docusaurus import find_doc_files
+    from booktutor.tools.ingest import ingest_book
 
     index = _open_index(settings)
     total = len(find_doc_files(path)) if path.is_dir() else 0
@@ -114,7 +114,7 @@ async def _ingest(settings: Settings, path: Path, *, rebuild: bool, base_url: st
 
 
 def _open_index(settings: Settings):
-    from tools.index import open_book_index
+    from booktutor.tools.index import open_book_index
 
     return open_book_index(
         path=None if settings.qdrant_url else settings.qdrant_path,
@@ -155,7 +155,7 @@ def ask(
 
 
 async def _ask(settings: Settings, question: str, *, stream: bool, **turn: Any):
-    from server.tutor import open_tutor, validate_turn
+    from booktutor.server.tutor import open_tutor, validate_turn
 
     # Checked before Postgres starts, so bad input fails fast and writes nothing.
     validate_turn(settings, message=question, selected_text=turn.get("selected_text"), language=turn.get("language"))
@@ -192,7 +192,7 @@ def chat(
 
 
 async def _chat(settings: Settings, *, thread: str | None, language: str | None) -> None:
-    from server.tutor import open_tutor
+    from booktutor.server.tutor import open_tutor
 
     async with open_tutor(settings) as tutor:
         if thread:
@@ -237,7 +237,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Measure retrieval on an evaluation set: recall@k and MRR, overall and per kind."""
-    from tools.evaluation import evaluate_file
+    from booktutor.tools.evaluation import evaluate_file
 
     settings = get_settings()
 
@@ -272,8 +272,8 @@ def serve(
     import uvicorn
     from pydantic import ValidationError
 
-    from server.app import create_app
-    from server.observability import configure_logging
+    from booktutor.server.app import create_app
+    from booktutor.server.observability import configure_logging
 
     try:
         settings = get_settings()
@@ -282,7 +282,7 @@ def serve(
         raise typer.Exit(1)
     configure_logging(os.getenv("BOOKTUTOR_LOG_LEVEL", "INFO"))
     # Reach the database and the index before uvicorn starts, so a misconfiguration is one clear line.
-    from server.db import database_url, run_migrations
+    from booktutor.server.db import database_url, run_migrations
 
     try:
         run_migrations(database_url(settings))
@@ -307,7 +307,7 @@ def migrate() -> None:
     settings = get_settings()
 
     async def run():
-        from server.db import checkpointer, database_url, run_migrations
+        from booktutor.server.db import checkpointer, database_url, run_migrations
 
         url = await asyncio.to_thread(database_url, settings)
         await asyncio.to_thread(run_migrations, url)
@@ -323,7 +323,7 @@ def main() -> None:
     import atexit
     import warnings
 
-    from tools.index import close_all
+    from booktutor.tools.index import close_all
 
     from dotenv import load_dotenv
 

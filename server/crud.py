@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.models import ChapterSection, Feedback, IngestRun, Profile, Thread
+from booktutor.server.models import ChapterSection, Feedback, IngestRun, Profile, Thread
 
 
 async def get_thread(session: AsyncSession, *, thread_id: str) -> Thread | None:

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from server.settings import Settings
-from tools.errors import BooktutorError
+from booktutor.server.settings import Settings
+from booktutor.tools.errors import BooktutorError
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"

@@ -7,12 +7,12 @@ from typing import Annotated, AsyncIterator
 from fastapi import Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.auth import Reader
-from server.errors import ApiError
-from server.observability import reader_id_var
-from server.runs import RunManager
-from server.settings import Settings
-from server.tutor import Tutor
+from booktutor.server.auth import Reader
+from booktutor.server.errors import ApiError
+from booktutor.server.observability import reader_id_var
+from booktutor.server.runs import RunManager
+from booktutor.server.settings import Settings
+from booktutor.server.tutor import Tutor
 
 
 def _settings(request: Request) -> Settings:

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tools.errors import BooktutorError
+from booktutor.tools.errors import BooktutorError
 
 log = logging.getLogger("booktutor.server")
 

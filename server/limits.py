@@ -12,8 +12,8 @@ import limits
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from server.auth import Reader
-from tools.errors import BooktutorError
+from booktutor.server.auth import Reader
+from booktutor.tools.errors import BooktutorError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -15,11 +15,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from server.errors import ApiError
-from server.limits import ConcurrencyLimit, ServerBusy
-from server.observability import Metrics, run_id_var, thread_id_var
-from server.tutor import Tutor
-from tools.errors import BooktutorError
+from booktutor.server.errors import ApiError
+from booktutor.server.limits import ConcurrencyLimit, ServerBusy
+from booktutor.server.observability import Metrics, run_id_var, thread_id_var
+from booktutor.server.tutor import Tutor
+from booktutor.tools.errors import BooktutorError
 
 log = logging.getLogger("booktutor.runs")
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from graphs.context import Context
+from booktutor.graphs.context import Context
 
 
 class Settings(BaseSettings):

@@ -14,13 +14,13 @@ from typing import Any, AsyncIterator, Callable
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langgraph.graph.state import CompiledStateGraph
 
-from agents.models import model_name
-from graphs.graph import builder
-from server import crud
-from server.db import checkpointer, create_engine, database_url, run_migrations, session_factory
-from server.settings import Settings
-from tools.errors import BooktutorError, InvalidInputError
-from tools.translation import language_info
+from booktutor.agents.models import model_name
+from booktutor.graphs.graph import builder
+from booktutor.server import crud
+from booktutor.server.db import checkpointer, create_engine, database_url, run_migrations, session_factory
+from booktutor.server.settings import Settings
+from booktutor.tools.errors import BooktutorError, InvalidInputError
+from booktutor.tools.translation import language_info
 
 
 class ThreadNotFoundError(BooktutorError):

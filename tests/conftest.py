@@ -21,7 +21,7 @@ SHARED = REPO.parent / "shared"
 CORPUS = SHARED / "corpus" / "physical-ai-book"
 EVAL_SET = SHARED / "eval" / "dev-questions.jsonl"
 SAMPLE_BOOK = REPO / "examples" / "sample-book"
-BOOKTUTOR = [sys.executable, "-m", "server.cli"]
+BOOKTUTOR = [sys.executable, "-m", "booktutor.server.cli"]
 
 MODEL_VARIABLES = (
     "OPENAI_API_KEY",
@@ -41,7 +41,7 @@ MODEL_VARIABLES = (
 
 
 def _clear_model_caches() -> None:
-    from agents import models
+    from booktutor.agents import models
 
     models._openai_chat.cache_clear()
 
@@ -125,21 +125,21 @@ def book_home(tmp_path_factory, corpus_home) -> Path:
 
 @pytest.fixture(scope="session")
 def book_index(book_home):
-    from tools.index import open_book_index
+    from booktutor.tools.index import open_book_index
 
     return open_book_index(path=book_home / "qdrant")
 
 
 @pytest.fixture
 def settings(book_home, database_url):
-    from server.settings import Settings
+    from booktutor.server.settings import Settings
 
     return Settings(home=book_home, database_url=database_url)
 
 
 @pytest.fixture
 async def tutor(settings):
-    from server.tutor import open_tutor
+    from booktutor.server.tutor import open_tutor
 
     async with open_tutor(settings) as tutor:
         yield tutor

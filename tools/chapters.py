@@ -21,8 +21,8 @@ from typing import Any, AsyncGenerator, Awaitable, Callable, Iterator, Mapping, 
 
 from langchain_core.runnables import Runnable
 
-from tools.errors import BooktutorError, ModelRequiredError
-from tools.translation import TranslationError, language_info, protect, restore
+from booktutor.tools.errors import BooktutorError, ModelRequiredError
+from booktutor.tools.translation import TranslationError, language_info, protect, restore
 
 log = logging.getLogger("booktutor.chapters")
 

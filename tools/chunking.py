@@ -18,7 +18,7 @@ from itertools import pairwise
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from tools.docusaurus import heading_anchor, heading_text
+from booktutor.tools.docusaurus import heading_anchor, heading_text
 
 __all__ = ["Chunk", "chunk_markdown"]
 

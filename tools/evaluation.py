@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tools.errors import InvalidInputError
-from tools.index import BookIndex
-from tools.retrieval import search
+from booktutor.tools.errors import InvalidInputError
+from booktutor.tools.index import BookIndex
+from booktutor.tools.retrieval import search
 
 # Passages fetched per question before collapsing them to pages; pages are what a question expects.
 PASSAGES_PER_PAGE = 4
@@ -45,7 +45,7 @@ def _query(item: dict[str, Any]) -> str:
         if not isinstance(turn, dict) or turn.get("role") in ("user", "human")
     ]
     if previous:
-        from tools.personalization import looks_like_follow_up
+        from booktutor.tools.personalization import looks_like_follow_up
 
         if looks_like_follow_up(item["question"]):
             return f"{previous[-1]} {item['question']}"

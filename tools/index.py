@@ -22,10 +22,10 @@ from langchain_core.embeddings import Embeddings
 from langchain_qdrant import QdrantVectorStore, RetrievalMode, SparseVector
 from qdrant_client import QdrantClient, models
 
-from tools.embeddings import get_embeddings
-from tools.errors import BookIndexError
-from tools.local_search import LocalSearch, Scope
-from tools.sparse import BM25SparseEmbeddings, terms
+from booktutor.tools.embeddings import get_embeddings
+from booktutor.tools.errors import BookIndexError
+from booktutor.tools.local_search import LocalSearch, Scope
+from booktutor.tools.sparse import BM25SparseEmbeddings, terms
 
 DENSE = "dense"
 SPARSE = "sparse"

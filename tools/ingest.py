@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools.chunking import chunk_markdown
-from tools.docusaurus import (
+from booktutor.tools.chunking import chunk_markdown
+from booktutor.tools.docusaurus import (
     MAX_PAGE_BYTES,
     Category,
     Page,
@@ -28,8 +28,8 @@ from tools.docusaurus import (
     read_categories,
     read_page,
 )
-from tools.errors import IngestError
-from tools.index import BookIndex, ChunkRecord
+from booktutor.tools.errors import IngestError
+from booktutor.tools.index import BookIndex, ChunkRecord
 
 # Chunks embedded and upserted together: few enough to keep memory flat on a book of any size, many
 # enough that per-upsert overhead does not matter.

@@ -7,8 +7,8 @@ from typing import Optional
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
-from tools.index import BookIndex, Passage
-from tools.local_search import fuse
+from booktutor.tools.index import BookIndex, Passage
+from booktutor.tools.local_search import fuse
 
 
 class SearchBookInput(BaseModel):

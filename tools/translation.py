@@ -14,7 +14,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
-from tools.errors import BooktutorError, InvalidInputError, ModelRequiredError
+from booktutor.tools.errors import BooktutorError, InvalidInputError, ModelRequiredError
 
 LANGUAGES = {
     "en": ("English", "ltr"),

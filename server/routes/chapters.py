@@ -18,17 +18,17 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from agents.models import model_name, personalizer, translator
-from agents.prompts import PROFILE_FIELDS
-from server import crud
-from server.auth import Reader
-from server.chapter_cache import PostgresSectionCache
-from server.deps import CurrentReader, SessionDep, SettingsDep
-from server.errors import ApiError
-from server.models import Profile
-from server.routes.chat import STREAM_RESPONSE
-from server.settings import Settings
-from tools.chapters import (
+from booktutor.agents.models import model_name, personalizer, translator
+from booktutor.agents.prompts import PROFILE_FIELDS
+from booktutor.server import crud
+from booktutor.server.auth import Reader
+from booktutor.server.chapter_cache import PostgresSectionCache
+from booktutor.server.deps import CurrentReader, SessionDep, SettingsDep
+from booktutor.server.errors import ApiError
+from booktutor.server.models import Profile
+from booktutor.server.routes.chat import STREAM_RESPONSE
+from booktutor.server.settings import Settings
+from booktutor.tools.chapters import (
     MODEL_REQUIRED_PERSONALIZE,
     MODEL_REQUIRED_TRANSLATE,
     Chapter,
@@ -41,8 +41,8 @@ from tools.chapters import (
     profile_fingerprint,
     translate_chapter,
 )
-from tools.errors import BooktutorError, InvalidInputError, ModelRequiredError
-from tools.translation import LANGUAGES, language_info
+from booktutor.tools.errors import BooktutorError, InvalidInputError, ModelRequiredError
+from booktutor.tools.translation import LANGUAGES, language_info
 
 log = logging.getLogger("booktutor.chapters")
 router = APIRouter(prefix="/v1/chapters", tags=["chapters"])

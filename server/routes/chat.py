@@ -9,10 +9,10 @@ from fastapi import APIRouter, Header, Query
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from server import crud
-from server.auth import Reader
-from server.deps import CurrentReader, RunsDep, SessionDep, SettingsDep
-from server.runs import Run, RunManager
+from booktutor.server import crud
+from booktutor.server.auth import Reader
+from booktutor.server.deps import CurrentReader, RunsDep, SessionDep, SettingsDep
+from booktutor.server.runs import Run, RunManager
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 

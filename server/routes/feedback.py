@@ -7,9 +7,9 @@ from typing import Optional
 from fastapi import APIRouter
 from pydantic import BaseModel, Field, StrictInt, field_validator
 
-from server import crud
-from server.deps import CurrentReader, SessionDep, TutorDep
-from server.routes.threads import assistant_message, owned_thread
+from booktutor.server import crud
+from booktutor.server.deps import CurrentReader, SessionDep, TutorDep
+from booktutor.server.routes.threads import assistant_message, owned_thread
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 

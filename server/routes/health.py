@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
-from server.errors import envelope
+from booktutor.server.errors import envelope
 
 router = APIRouter(tags=["health"])
 

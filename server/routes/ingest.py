@@ -9,11 +9,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from server import crud
-from server.deps import AdminReader, SessionDep, SettingsDep
-from server.errors import ApiError
-from tools.errors import IngestError
-from tools.ingest import ingest_book
+from booktutor.server import crud
+from booktutor.server.deps import AdminReader, SessionDep, SettingsDep
+from booktutor.server.errors import ApiError
+from booktutor.tools.errors import IngestError
+from booktutor.tools.ingest import ingest_book
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 

@@ -7,11 +7,11 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from server import crud
-from server.deps import CurrentReader, SessionDep
-from server.errors import ApiError
-from tools.errors import InvalidInputError
-from tools.translation import LANGUAGES, language_info
+from booktutor.server import crud
+from booktutor.server.deps import CurrentReader, SessionDep
+from booktutor.server.errors import ApiError
+from booktutor.tools.errors import InvalidInputError
+from booktutor.tools.translation import LANGUAGES, language_info
 
 router = APIRouter(prefix="/v1", tags=["profile"])
 

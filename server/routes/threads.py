@@ -11,14 +11,14 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import crud
-from server.auth import Reader
-from server.deps import CurrentReader, RunsDep, SessionDep, TutorDep
-from server.errors import ApiError
-from server.models import Thread
-from server.tutor import Tutor
-from tools.errors import InvalidInputError
-from tools.translation import language_info
+from booktutor.server import crud
+from booktutor.server.auth import Reader
+from booktutor.server.deps import CurrentReader, RunsDep, SessionDep, TutorDep
+from booktutor.server.errors import ApiError
+from booktutor.server.models import Thread
+from booktutor.server.tutor import Tutor
+from booktutor.tools.errors import InvalidInputError
+from booktutor.tools.translation import language_info
 
 router = APIRouter(prefix="/v1", tags=["threads"])
 

@@ -8,12 +8,12 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from agents.models import translator
-from server.deps import CurrentReader, SessionDep, TutorDep
-from server.errors import ApiError
-from server.routes.threads import assistant_message, owned_thread
-from tools.errors import InvalidInputError
-from tools.translation import LANGUAGES, Translation, language_info, translate
+from booktutor.agents.models import translator
+from booktutor.server.deps import CurrentReader, SessionDep, TutorDep
+from booktutor.server.errors import ApiError
+from booktutor.server.routes.threads import assistant_message, owned_thread
+from booktutor.tools.errors import InvalidInputError
+from booktutor.tools.translation import LANGUAGES, Translation, language_info, translate
 
 router = APIRouter(prefix="/v1", tags=["translate"])
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from langchain_openai import ChatOpenAI
 
-from agents import models
-from agents.offline import OFFLINE_LABEL, OfflineChatModel
-from agents.prompts import answer_messages
+from booktutor.agents import models
+from booktutor.agents.offline import OFFLINE_LABEL, OfflineChatModel
+from booktutor.agents.prompts import answer_messages
 
 ROLES = ("answer", "rewrite", "translate")
 PASSAGES = [

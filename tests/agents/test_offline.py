@@ -7,8 +7,8 @@ import re
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
-from agents.offline import NOT_FOUND, OFFLINE_LABEL, OFFLINE_MODEL_NAME, SMALL_TALK_REPLY, OfflineChatModel
-from agents.prompts import answer_messages, format_passages, parse_answer_context
+from booktutor.agents.offline import NOT_FOUND, OFFLINE_LABEL, OFFLINE_MODEL_NAME, SMALL_TALK_REPLY, OfflineChatModel
+from booktutor.agents.prompts import answer_messages, format_passages, parse_answer_context
 
 TOPICS = {
     "title": "ROS 2 Communication",

@@ -7,10 +7,10 @@ import json
 import pytest
 from langchain_core.messages import HumanMessage
 
-from agents.offline import OFFLINE_LABEL, SMALL_TALK_REPLY
-from graphs.graph import builder
-from server.tutor import ThreadNotFoundError
-from tools.errors import InvalidInputError
+from booktutor.agents.offline import OFFLINE_LABEL, SMALL_TALK_REPLY
+from booktutor.graphs.graph import builder
+from booktutor.server.tutor import ThreadNotFoundError
+from booktutor.tools.errors import InvalidInputError
 
 TOPICS = "How do ROS 2 nodes exchange messages through topics?"
 
@@ -153,7 +153,7 @@ async def test_language_model_answers_for_the_reader_and_translates(tutor, langu
 async def test_tools_work_for_a_tool_calling_agent(tutor, language_model, book_index):
     from langchain_openai import ChatOpenAI
 
-    from tools.retrieval import build_search_tool
+    from booktutor.tools.retrieval import build_search_tool
 
     search_book = build_search_tool(book_index)
     language_model.reply_tool_call("search_book", {"query": "ROS 2 launch files", "k": 2})
@@ -170,7 +170,7 @@ async def test_tools_work_for_a_tool_calling_agent(tutor, language_model, book_i
 
 
 def test_builder_compiles_without_a_checkpointer_for_studio():
-    from graphs.graph import graph
+    from booktutor.graphs.graph import graph
 
     assert graph.checkpointer is None
     assert {"route", "rewrite_query", "retrieve", "answer", "translate"} <= set(graph.get_graph().nodes)
@@ -178,10 +178,10 @@ def test_builder_compiles_without_a_checkpointer_for_studio():
 
 
 async def test_a_failed_first_turn_leaves_no_thread_behind(tmp_path, database_url):
-    from server import crud
-    from server.settings import Settings
-    from server.tutor import open_tutor
-    from tools.errors import BookIndexError
+    from booktutor.server import crud
+    from booktutor.server.settings import Settings
+    from booktutor.server.tutor import open_tutor
+    from booktutor.tools.errors import BookIndexError
 
     async with open_tutor(Settings(home=tmp_path, database_url=database_url, collection="nothing")) as empty:
         async with empty.sessions() as session:

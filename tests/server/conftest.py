@@ -38,7 +38,7 @@ def server_settings(settings):
 
 @pytest.fixture
 async def app(server_settings):
-    from server.app import create_app
+    from booktutor.server.app import create_app
 
     app = create_app(server_settings)
     async with app.router.lifespan_context(app):

@@ -16,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from server.auth import Authenticator, AuthError, Reader, anonymous_allowed
-from server.settings import Settings
+from booktutor.server.auth import Authenticator, AuthError, Reader, anonymous_allowed
+from booktutor.server.settings import Settings
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256!"
 AUDIENCE = "booktutor"

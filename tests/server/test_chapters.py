@@ -11,7 +11,7 @@ from tests.conftest import CORPUS
 from tests.server.test_profile import FULL, assert_error
 from tests.server.test_threads import fresh, sse_events
 from tests.tools.test_chapters import fake_urdu, fenced_blocks
-from tools.chapters import heading_levels, split_sections
+from booktutor.tools.chapters import heading_levels, split_sections
 
 BOOK_PAGES = sorted([*CORPUS.rglob("*.md"), *CORPUS.rglob("*.mdx")]) if CORPUS.is_dir() else []
 NODES_TOPICS = CORPUS / "01-ros2" / "02-nodes-topics.md"
@@ -342,7 +342,7 @@ async def test_personalize_refuses_bad_input(client, language_model):
 
 
 def test_chapter_settings_have_defaults_and_environment_variables(monkeypatch):
-    from server.settings import Settings
+    from booktutor.server.settings import Settings
 
     assert (Settings().chapter_concurrency, Settings().max_chapter_chars) == (4, 200_000)
     monkeypatch.setenv("BOOKTUTOR_CHAPTER_CONCURRENCY", "2")

@@ -243,7 +243,7 @@ async def test_health_readiness_metrics_and_openapi(client, reader):
 @pytest.fixture
 def live_server(server_settings):
     """The app under uvicorn on a loopback port, in a thread with its own event loop."""
-    from server.app import create_app
+    from booktutor.server.app import create_app
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -10,10 +10,10 @@ import pytest
 from fastapi import FastAPI, Request
 from pydantic import BaseModel
 
-from server.auth import Reader
-from server.limits import BodySizeLimit, ConcurrencyLimit, RateLimited, RateLimiter, ServerBusy
-from server.settings import Settings
-from tools.errors import BooktutorError
+from booktutor.server.auth import Reader
+from booktutor.server.limits import BodySizeLimit, ConcurrencyLimit, RateLimited, RateLimiter, ServerBusy
+from booktutor.server.settings import Settings
+from booktutor.tools.errors import BooktutorError
 
 MiB = 1024 * 1024
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from server.settings import Settings
+from booktutor.server.settings import Settings
 
 
 def test_unrelated_variables_named_like_fields_are_ignored(monkeypatch):

@@ -13,7 +13,7 @@ from langchain_core.runnables import RunnableLambda
 
 from tests.conftest import CORPUS, SHARED
 from tests.tools.test_translation import fenced_blocks
-from tools.chapters import (
+from booktutor.tools.chapters import (
     MemoryCache,
     SectionFailed,
     SectionResult,
@@ -26,8 +26,8 @@ from tools.chapters import (
     stream_sections,
     translate_chapter,
 )
-from tools.errors import ModelRequiredError
-from tools.translation import protect
+from booktutor.tools.errors import ModelRequiredError
+from booktutor.tools.translation import protect
 
 URDU_CORPUS = SHARED / "corpus" / "physical-ai-book-ur"
 BOOK_PAGES = sorted([*CORPUS.rglob("*.md"), *CORPUS.rglob("*.mdx")]) if CORPUS.is_dir() else []
@@ -385,7 +385,7 @@ async def test_english_needs_no_model_and_other_languages_do():
 
 
 async def test_personalize_sends_the_profile_and_keeps_headings(language_model):
-    from agents.models import personalizer
+    from booktutor.agents.models import personalizer
 
     language_model.respond_with(lambda body: body["messages"][-1]["content"].replace("Text", "Simply put, text"))
     chapter = prepare_chapter("## One\n\nText with `code`.\n\n## Two\n\nText.\n")

@@ -7,8 +7,8 @@ import pytest
 from markdown_it import MarkdownIt
 
 from tests.conftest import CORPUS
-from tools.chunking import Chunk, chunk_markdown
-from tools.docusaurus import find_doc_files, heading_anchor, read_page
+from booktutor.tools.chunking import Chunk, chunk_markdown
+from booktutor.tools.docusaurus import find_doc_files, heading_anchor, read_page
 
 
 

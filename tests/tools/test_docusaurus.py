@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CORPUS
-from tools.docusaurus import (
+from booktutor.tools.docusaurus import (
     Category,
     Page,
     PageError,

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SAMPLE_BOOK
-from tools.errors import IngestError
-from tools.index import BookIndex, close_book_index, open_book_index
-from tools.ingest import ingest_book
+from booktutor.tools.errors import IngestError
+from booktutor.tools.index import BookIndex, close_book_index, open_book_index
+from booktutor.tools.ingest import ingest_book
 
 
 @pytest.fixture
@@ -172,8 +172,8 @@ def test_unusable_docs_folders_are_refused_before_the_index_is_touched(tmp_path,
 
 
 def test_a_file_left_half_rewritten_is_rewritten_by_the_next_ingest(book, index, tmp_path):
-    from tools.docusaurus import module_label, read_categories, read_page
-    from tools.ingest import fingerprint, page_records
+    from booktutor.tools.docusaurus import module_label, read_categories, read_page
+    from booktutor.tools.ingest import fingerprint, page_records
 
     ingest_book(book, index)
     page = book / "02-motion" / "03-pid-control.md"

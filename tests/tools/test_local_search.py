@@ -11,8 +11,8 @@ from qdrant_client import models
 from qdrant_client.hybrid.fusion import reciprocal_rank_fusion
 
 from tests.conftest import EVAL_SET, SAMPLE_BOOK
-from tools.evaluation import load_questions
-from tools.index import (
+from booktutor.tools.evaluation import load_questions
+from booktutor.tools.index import (
     DENSE,
     PREFETCH,
     SPARSE,
@@ -22,8 +22,8 @@ from tools.index import (
     search_filter,
     search_scope,
 )
-from tools.ingest import ingest_book
-from tools.local_search import LocalSearch, Scope, fuse
+from booktutor.tools.ingest import ingest_book
+from booktutor.tools.local_search import LocalSearch, Scope, fuse
 
 
 def ids(passages) -> list[str]:

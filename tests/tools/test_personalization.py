@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tools.personalization import build_rewrite_tool, looks_like_follow_up
+from booktutor.tools.personalization import build_rewrite_tool, looks_like_follow_up
 
 HISTORY = [
     "user: What is a ROS 2 topic?",
@@ -93,7 +93,7 @@ async def test_rule_rewrite_of_a_follow_up_without_history_is_unchanged():
 
 @pytest.fixture
 def rewrite_tool(language_model):
-    from agents import models
+    from booktutor.agents import models
 
     rewriter = models.rewriter()
     assert rewriter is not None

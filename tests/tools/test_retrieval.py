@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import EVAL_SET
-from tools.evaluation import evaluate_file, load_questions
-from tools.errors import InvalidInputError
-from tools.retrieval import build_search_tool, search
+from booktutor.tools.evaluation import evaluate_file, load_questions
+from booktutor.tools.errors import InvalidInputError
+from booktutor.tools.retrieval import build_search_tool, search
 
 # The targets for the default offline setup (measured: 0.979 / 0.882, paraphrases 1.0 / 0.875).
 RECALL_AT_5 = 0.90

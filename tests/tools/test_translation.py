@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CORPUS
-from tools.errors import BooktutorError, InvalidInputError, ModelRequiredError
-from tools.translation import (
+from booktutor.tools.errors import BooktutorError, InvalidInputError, ModelRequiredError
+from booktutor.tools.translation import (
     TranslationError,
     build_translate_tool,
     language_info,
@@ -255,7 +255,7 @@ def dropping_translation(body: dict) -> str:
 
 @pytest.fixture
 def translator(language_model):
-    from agents import models
+    from booktutor.agents import models
 
     language_model.respond_with(fake_translation)
     built = models.translator()
