@@ -1,21 +1,30 @@
-"""The `booktutor` command line: ingest, ask, chat, eval, migrate."""
+"""The `booktutor` command line: ingest, ask, chat, eval, serve, migrate.
+
+Argument errors and input checks come first and import nothing heavy: the search stack (LangGraph,
+LangChain, Qdrant, ONNX Runtime), SQLAlchemy, FastAPI and the database are reached for only by a
+command that has passed its checks, so `--help` and a refused question answer at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from booktutor.server.settings import Settings, get_settings
+from booktutor.server.turn_checks import validate_turn
+from booktutor.tools.docs_folder import check_docs_folder
 from booktutor.tools.errors import BooktutorError
+from booktutor.tools.languages import language_info
 
 app = typer.Typer(
     name="booktutor",
@@ -58,8 +67,15 @@ def ingest(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Index a Docusaurus docs folder; unchanged files are skipped, deleted ones removed."""
+    try:
+        files = check_docs_folder(path)
+    except BooktutorError as error:
+        _fail(error, as_json=as_json)
     settings = get_settings()
-    report = _run(_ingest(settings, path, rebuild=rebuild, base_url=base_url or settings.book_url, quiet=as_json), as_json=as_json)
+    report = _run(
+        _ingest(settings, path, files=len(files), rebuild=rebuild, base_url=base_url or settings.book_url, quiet=as_json),
+        as_json=as_json,
+    )
     if as_json:
         print(json.dumps(report))
     else:
@@ -75,24 +91,29 @@ def ingest(
         raise typer.Exit(1)
 
 
-async def _ingest(settings: Settings, path: Path, *, rebuild: bool, base_url: str, quiet: bool) -> dict[str, Any]:
+async def _ingest(
+    settings: Settings, path: Path, *, files: int, rebuild: bool, base_url: str, quiet: bool
+) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from booktutor.server import crud
     from booktutor.server.db import create_engine, database_url, run_migrations, session_factory
-    from booktutor.tools.docusaurus import find_doc_files
     from booktutor.tools.ingest import ingest_book
 
+    # The database is reached first: a wrong DATABASE_URL is reported now, not after the whole ingest.
+    url = await asyncio.to_thread(database_url, settings)
+    await asyncio.to_thread(run_migrations, url)
     index = _open_index(settings)
-    total = len(find_doc_files(path)) if path.is_dir() else 0
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,
-        disable=quiet or total == 0,
+        disable=quiet,
         transient=True,
     ) as progress:
-        task = progress.add_task("Ingesting", total=total)
+        task = progress.add_task("Ingesting", total=files)
         report = await asyncio.to_thread(
             ingest_book,
             path,
@@ -102,8 +123,6 @@ async def _ingest(settings: Settings, path: Path, *, rebuild: bool, base_url: st
             on_file=lambda name: progress.update(task, advance=1, description=f"Ingesting {name[-40:]}"),
         )
     summary = report.as_dict()
-    url = await asyncio.to_thread(database_url, settings)
-    await asyncio.to_thread(run_migrations, url)
     engine = create_engine(url)
     try:
         async with session_factory(engine)() as session:
@@ -155,10 +174,10 @@ def ask(
 
 
 async def _ask(settings: Settings, question: str, *, stream: bool, **turn: Any):
-    from booktutor.server.tutor import open_tutor, validate_turn
-
-    # Checked before Postgres starts, so bad input fails fast and writes nothing.
+    # Checked before the tutor is imported and Postgres starts, so bad input fails at once and writes nothing.
     validate_turn(settings, message=question, selected_text=turn.get("selected_text"), language=turn.get("language"))
+    from booktutor.server.tutor import open_tutor
+
     async with open_tutor(settings) as tutor:
         return await _turn(tutor, question, stream=stream, **turn)
 
@@ -187,6 +206,11 @@ def chat(
     language: Optional[str] = typer.Option(None, "--language", help="Answer in this language, e.g. 'ur'."),
 ) -> None:
     """Talk with the tutor in the terminal. /new starts a new thread, /quit (or Ctrl-D) leaves."""
+    if language:
+        try:
+            language_info(language)
+        except BooktutorError as error:
+            _fail(error)
     settings = get_settings()
     _run(_chat(settings, thread=thread, language=language))
 
@@ -269,21 +293,28 @@ def serve(
     port: int = typer.Option(8000, help="Port to listen on."),
 ) -> None:
     """Run the HTTP API (widget API, SSE streams, /docs) on the configured or embedded defaults."""
-    import uvicorn
     from pydantic import ValidationError
-
-    from booktutor.server.app import create_app
-    from booktutor.server.observability import configure_logging
 
     try:
         settings = get_settings()
     except ValidationError as error:
         err.print(f"[bold red]error[/] (bad_settings): {error.errors()[0]['msg']}", highlight=False)
         raise typer.Exit(1)
+    # The port is taken before the database starts, and handed to uvicorn, so a busy port is reported
+    # at once and no other process can take it in between.
+    try:
+        listener = _listen(host, port)
+    except BooktutorError as error:
+        _fail(error)
+
+    import uvicorn
+
+    from booktutor.server.app import create_app
+    from booktutor.server.db import database_url, run_migrations
+    from booktutor.server.observability import configure_logging
+
     configure_logging(os.getenv("BOOKTUTOR_LOG_LEVEL", "INFO"))
     # Reach the database and the index before uvicorn starts, so a misconfiguration is one clear line.
-    from booktutor.server.db import database_url, run_migrations
-
     try:
         run_migrations(database_url(settings))
         _open_index(settings)
@@ -293,9 +324,23 @@ def serve(
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning", timeout_graceful_shutdown=15)
     )
-    server.run()
+    server.run(sockets=[listener])
     if not server.started:
         raise typer.Exit(1)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on `host:port`, or an error that says why there cannot be one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise BooktutorError(
+                f"Port {port} on {host} is already in use. Stop the program using it, or pick another port with --port.",
+                code="port_in_use",
+            ) from None
+        raise BooktutorError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.", code="cannot_listen") from None
 
 
 # -- migrate -----------------------------------------------------------------------------------------
@@ -318,19 +363,24 @@ def migrate() -> None:
     out.print("[bold green]Database is up to date.[/]")
 
 
+def _close_indexes() -> None:
+    # Qdrant's local client fails noisily if it is still open while the interpreter shuts down. Only a
+    # command that imported the index can have one open; importing it here would cost every command.
+    index = sys.modules.get("booktutor.tools.index")
+    if index is not None:
+        index.close_all()
+
+
 def main() -> None:
     """Console-script entry point."""
     import atexit
     import warnings
 
-    from booktutor.tools.index import close_all
-
     from dotenv import load_dotenv
 
     # A .env file configures every layer (models and graph context read the environment too), not only Settings.
     load_dotenv(Path.cwd() / ".env", override=False)
-    # Qdrant's local client fails noisily if it is still open while the interpreter shuts down.
-    atexit.register(close_all)
+    atexit.register(_close_indexes)
     warnings.filterwarnings("ignore", module="platformdirs")
     logging.basicConfig(level=os.getenv("BOOKTUTOR_LOG_LEVEL", "WARNING"), stream=sys.stderr)
     # pgserver and httpx log at INFO; keep the terminal for answers.

@@ -55,8 +55,49 @@ def embedded_postgres(home: Path) -> str:
 
 
 def database_url(settings: Settings) -> str:
-    """DATABASE_URL, or the embedded server's URL when it is not set."""
-    return libpq_url(settings.database_url) if settings.database_url else embedded_postgres(settings.home)
+    """DATABASE_URL (checked to answer), or the embedded server's URL when it is not set."""
+    if not settings.database_url:
+        return embedded_postgres(settings.home)
+    url = libpq_url(settings.database_url)
+    check_database(url)
+    return url
+
+
+def check_database(url: str) -> None:
+    """Connect once, so a wrong DATABASE_URL is one clear error before an ingest or a server starts."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        psycopg.connect(url, connect_timeout=10).close()
+        return
+    except psycopg.Error as exc:
+        # libpq's text, without psycopg's "connection failed:" prefix; never the URL (it may hold a password).
+        reason = " ".join(str(exc).split()).removeprefix("connection failed: ")
+    target = conninfo_to_dict(url)
+    name = target.get("dbname")
+    if name and _server_lacks_database(url, name):
+        flags = [f"-{flag} {target[key]}" for flag, key in (("h", "host"), ("p", "port"), ("U", "user")) if target.get(key)]
+        createdb = " ".join(["createdb", *flags, name])
+        raise DatabaseError(
+            f"The database '{name}' named in DATABASE_URL does not exist on that server. "
+            f"Create it with `{createdb}`, or point DATABASE_URL at one that exists.",
+            code="database_not_found",
+        )
+    raise DatabaseError(f"Could not connect to the PostgreSQL in DATABASE_URL: {reason}")
+
+
+def _server_lacks_database(url: str, name: str) -> bool:
+    """True when the server answers and has no database `name` (the server's catalog says so, in any locale)."""
+    import psycopg
+
+    maintenance = "template1" if name == "postgres" else "postgres"
+    try:
+        with psycopg.connect(url, dbname=maintenance, connect_timeout=10) as connection:
+            found = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    except psycopg.Error:
+        return False
+    return found is None
 
 
 def run_migrations(url: str) -> None:

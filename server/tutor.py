@@ -19,8 +19,8 @@ from booktutor.graphs.graph import builder
 from booktutor.server import crud
 from booktutor.server.db import checkpointer, create_engine, database_url, run_migrations, session_factory
 from booktutor.server.settings import Settings
-from booktutor.tools.errors import BooktutorError, InvalidInputError
-from booktutor.tools.translation import language_info
+from booktutor.server.turn_checks import validate_turn
+from booktutor.tools.errors import BooktutorError
 
 
 class ThreadNotFoundError(BooktutorError):
@@ -60,31 +60,6 @@ class TurnResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def validate_turn(
-    settings: Settings,
-    *,
-    message: str,
-    selected_text: str | None = None,
-    language: str | None = None,
-) -> None:
-    """Refuse input that cannot make a useful turn, before anything is written."""
-    if not message or not message.strip():
-        raise InvalidInputError("The message is empty. Ask a question about the book.", code="empty_message")
-    if len(message) > settings.max_message_chars:
-        raise InvalidInputError(
-            f"The message is {len(message)} characters; the limit is {settings.max_message_chars}. "
-            "Shorten it, or select the passage and ask about it.",
-            code="message_too_long",
-        )
-    if selected_text is not None and len(selected_text) > settings.max_selection_chars:
-        raise InvalidInputError(
-            f"The selected text is {len(selected_text)} characters; the limit is {settings.max_selection_chars}.",
-            code="selection_too_long",
-        )
-    if language:
-        language_info(language)
 
 
 class Tutor:

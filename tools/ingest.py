@@ -23,12 +23,11 @@ from booktutor.tools.docusaurus import (
     PageError,
     category_items,
     category_page,
-    find_doc_files,
     module_label,
     read_categories,
     read_page,
 )
-from booktutor.tools.errors import IngestError
+from booktutor.tools.docs_folder import check_docs_folder
 from booktutor.tools.index import BookIndex, ChunkRecord
 
 # Chunks embedded and upserted together: few enough to keep memory flat on a book of any size, many
@@ -103,15 +102,7 @@ def ingest_book(
 ) -> IngestReport:
     """Bring the index in line with the docs folder at `root`."""
     root = Path(root)
-    if not root.exists():
-        raise IngestError(f"Docs folder not found: {root}", code="docs_not_found")
-    if not root.is_dir():
-        raise IngestError(f"Not a folder: {root}. Pass the docs folder of your book.", code="docs_not_a_folder")
-    files = find_doc_files(root)
-    if not files:
-        raise IngestError(
-            f"No Markdown (.md or .mdx) files under {root}. Pass your book's docs folder.", code="docs_empty"
-        )
+    files = check_docs_folder(root)
 
     started = time.perf_counter()
     report = IngestReport(root=str(root), files=len(files))

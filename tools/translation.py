@@ -14,28 +14,8 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
-from booktutor.tools.errors import BooktutorError, InvalidInputError, ModelRequiredError
-
-LANGUAGES = {
-    "en": ("English", "ltr"),
-    "ur": ("Urdu", "rtl"),
-    "ar": ("Arabic", "rtl"),
-    "fa": ("Persian", "rtl"),
-    "he": ("Hebrew", "rtl"),
-    "hi": ("Hindi", "ltr"),
-    "bn": ("Bengali", "ltr"),
-    "es": ("Spanish", "ltr"),
-    "fr": ("French", "ltr"),
-    "de": ("German", "ltr"),
-    "pt": ("Portuguese", "ltr"),
-    "it": ("Italian", "ltr"),
-    "tr": ("Turkish", "ltr"),
-    "id": ("Indonesian", "ltr"),
-    "zh": ("Chinese", "ltr"),
-    "ja": ("Japanese", "ltr"),
-    "ko": ("Korean", "ltr"),
-    "ru": ("Russian", "ltr"),
-}
+from booktutor.tools.errors import BooktutorError, ModelRequiredError
+from booktutor.tools.languages import LANGUAGES, language_info  # noqa: F401  (part of this module's API)
 
 # Order matters: frontmatter first (it may hold anything), fenced blocks before inline code, display
 # math before inline math.
@@ -65,17 +45,6 @@ class Translation:
     text: str
     language: str
     direction: str
-
-
-def language_info(code: str) -> tuple[str, str, str]:
-    """(normalised code, English name, text direction) of a language code such as `ur` or `ur-PK`."""
-    normalised = (code or "").strip().lower().replace("_", "-").split("-")[0]
-    if normalised not in LANGUAGES:
-        raise InvalidInputError(
-            f"Unsupported language '{code}'. Supported: {', '.join(sorted(LANGUAGES))}.", code="unsupported_language"
-        )
-    name, direction = LANGUAGES[normalised]
-    return normalised, name, direction
 
 
 def protect(text: str) -> tuple[str, list[str]]:
