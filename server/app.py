@@ -8,6 +8,7 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from booktutor.server.auth import Authenticator
 from booktutor.server.errors import install_error_handlers
@@ -52,7 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 await app.state.runs.shutdown()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc load their scripts and styles from the installed package, not from a CDN, so
+    # /docs and /redoc work on a machine without internet access.
+    app = FastAPIOffline(
         title="booktutor",
         summary="A tutor for your online textbook: chat, explain a selection, translate, with citations.",
         version="0.1.0",
