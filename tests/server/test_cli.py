@@ -215,5 +215,10 @@ def test_serve_answers_until_stopped(cli_env):
 
 
 def test_serve_with_an_unreachable_database_says_so_and_exits(tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     env = {"BOOKTUTOR_HOME": str(tmp_path), "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
-    assert_clean_failure(run_cli("serve", "--port", "1", env=env), "database_unavailable")
+    assert_clean_failure(run_cli("serve", "--port", str(port), env=env), "database_unavailable")
