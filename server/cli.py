@@ -24,6 +24,7 @@ from booktutor.server.settings import Settings, get_settings
 from booktutor.server.turn_checks import validate_turn
 from booktutor.tools.docs_folder import check_docs_folder
 from booktutor.tools.errors import BooktutorError
+from booktutor.tools.eval_questions import load_questions
 from booktutor.tools.languages import language_info
 
 app = typer.Typer(
@@ -261,6 +262,11 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Measure retrieval on an evaluation set: recall@k and MRR, overall and per kind."""
+    # A missing or malformed file is refused before the index and the embedding model load.
+    try:
+        load_questions(file)
+    except BooktutorError as error:
+        _fail(error, as_json=as_json)
     from booktutor.tools.evaluation import evaluate_file
 
     settings = get_settings()

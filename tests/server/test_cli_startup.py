@@ -86,6 +86,8 @@ def refusals(tmp_path, busy_port):
         (["ingest", str(empty_folder)], "docs_empty"),
         (["ingest", str(empty_folder), "--json"], "docs_empty"),
         (["eval", str(tmp_path / "questions.jsonl"), "--k", "0"], "--k"),
+        (["eval", str(tmp_path / "questions.jsonl")], "eval_file_not_found"),
+        (["eval", str(a_file), "--json"], "eval_file_invalid"),
         (["serve", "--port", "not-a-number"], "--port"),
         (["serve", "--port", str(busy_port)], "port_in_use"),
         (["no-such-command"], "No such command"),
