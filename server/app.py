@@ -60,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="A tutor for your online textbook: chat, explain a selection, translate, with citations.",
         version="0.1.0",
         lifespan=lifespan,
+        # Swagger UI would otherwise ask swagger.io's online validator about the schema.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
     app.state.metrics = metrics

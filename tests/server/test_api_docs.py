@@ -45,3 +45,10 @@ async def test_the_api_docs_load_every_asset_from_the_server_itself(client, page
         expected = CONTENT_TYPES[re.search(r"\.\w+$", asset).group()]
         assert expected in response.headers["content-type"], (asset, response.headers["content-type"])
         assert response.content
+
+
+async def test_swagger_ui_does_not_call_the_online_validator(client):
+    # Swagger UI's default is to send the schema to swagger.io's validator and show its badge.
+    html = await client.get("/docs")
+
+    assert '"validatorUrl": null' in html.text
