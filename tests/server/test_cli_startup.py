@@ -133,7 +133,7 @@ def test_a_database_that_does_not_exist_is_named_with_the_fix(tmp_path, database
 
     assert result.returncode == 1
     assert f"error (database_not_found): The database '{name}'" in " ".join(result.stderr.split())
-    assert f"createdb" in result.stderr and name in result.stderr
+    assert "createdb" in result.stderr and name in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     # The ingest stopped before it wrote the index.
     assert not (home / "qdrant").exists()
@@ -148,7 +148,7 @@ def test_serve_with_a_database_that_does_not_exist_exits_with_the_fix(tmp_path, 
     result = run_cli("serve", "--port", str(port), env={"BOOKTUTOR_HOME": str(tmp_path), "DATABASE_URL": url}, timeout=120)
 
     assert result.returncode == 1
-    assert "error (database_not_found)" in result.stderr and f"createdb" in result.stderr
+    assert "error (database_not_found)" in result.stderr and "createdb" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
 
 
