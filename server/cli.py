@@ -78,7 +78,7 @@ def ingest(
 async def _ingest(settings: Settings, path: Path, *, rebuild: bool, base_url: str, quiet: bool) -> dict[str, Any]:
     from booktutor.server import crud
     from booktutor.server.db import create_engine, database_url, run_migrations, session_factory
-    from booktutor.tools.docusaurus import find_doc_files
+    from booktutor.tools.docusaurus.pages import find_doc_files
     from booktutor.tools.ingest import ingest_book
 
     index = _open_index(settings)

@@ -16,18 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from booktutor.tools.chunking import chunk_markdown
-from booktutor.tools.docusaurus import (
-    MAX_PAGE_BYTES,
-    Category,
-    Page,
-    PageError,
-    category_items,
-    category_page,
-    find_doc_files,
-    module_label,
-    read_categories,
-    read_page,
-)
+from booktutor.tools.docusaurus.categories import Category, category_items, category_page, module_label, read_categories
+from booktutor.tools.docusaurus.pages import MAX_PAGE_BYTES, Page, PageError, find_doc_files, read_page
 from booktutor.tools.errors import IngestError
 from booktutor.tools.index import BookIndex, ChunkRecord
 
