@@ -37,7 +37,9 @@ _PARSER = MarkdownIt("commonmark").enable("table").disable(["code", "html_block"
 
 def parse(text: str) -> list[Token]:
     """markdown-it's block tokens of `text`; each block token's `.map` is its `[first, after)` lines."""
-    return _PARSER.parse(text)
+    # markdown-it also breaks lines at a lone "\r"; callers count lines at "\n" only, so a "\r" is
+    # parsed as a space to keep every line number after it the same for both.
+    return _PARSER.parse(text.replace("\r", " "))
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,9 @@ def line_starts(text: str) -> list[int]:
     return starts
 
 
-def code_lines(text: str) -> set[int]:
-    """The lines of `text` that belong to a fenced code block, fence lines included."""
-    return {n for fence in fences(parse(text)) for n in range(fence.line, fence.end_line)}
+def code_lines(tokens: list[Token]) -> set[int]:
+    """The lines that belong to a fenced code block among parsed `tokens`, fence lines included."""
+    return {n for fence in fences(tokens) for n in range(fence.line, fence.end_line)}
 
 
 def fence_spans(text: str) -> list[tuple[int, int]]:
@@ -135,7 +137,7 @@ def fence_spans(text: str) -> list[tuple[int, int]]:
 def without_code(text: str) -> str:
     """`text` with every fenced code block replaced by one blank line (for reading its prose)."""
     lines = text.split("\n")
-    drop = code_lines(text)
+    drop = code_lines(parse(text))
     kept: list[str] = []
     for n, line in enumerate(lines):
         if n not in drop:

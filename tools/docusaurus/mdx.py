@@ -43,7 +43,7 @@ def clean_mdx(text: str) -> str:
         else:
             segments.append((is_code, [line]))
 
-    code = markdown.code_lines(text)
+    code = markdown.code_lines(markdown.parse(text))
     i = 0
     while i < len(lines):
         line = lines[i]
