@@ -15,13 +15,17 @@ from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
 from booktutor.agents.models import answer_model, model_name, rewriter, translator
+from booktutor.agents.offline import OfflineChatModel
 from booktutor.agents.prompts import answer_messages
 from booktutor.graphs.context import Context
 from booktutor.graphs.state import State, TurnKind
+from booktutor.tools.embeddings import offline_embeddings
 from booktutor.tools.errors import BooktutorError
 from booktutor.tools.index import open_book_index
+from booktutor.tools.markdown import without_code
 from booktutor.tools.personalization import build_rewrite_tool, looks_like_follow_up
 from booktutor.tools.retrieval import build_search_tool
+from booktutor.tools.sparse import terms
 from booktutor.tools.translation import LANGUAGES, build_translate_tool
 
 TURN_INPUTS = ("selected_text", "page", "language")
@@ -96,6 +100,13 @@ def _search_tool(home: str, url: str | None, api_key: str | None, collection: st
 def search_tool(context: Context) -> BaseTool:
     """The `search_book` tool over the index this run's context points at."""
     return _search_tool(context.home, context.qdrant_url, context.qdrant_api_key, context.collection, context.embedding_model)
+
+
+@lru_cache(maxsize=1)
+def offline_answer_model() -> OfflineChatModel:
+    """The model that answers when none is configured, reading with the book's embeddings, analyzer and
+    Markdown reader."""
+    return OfflineChatModel(embeddings=offline_embeddings(), terms=terms, prose=without_code)
 
 
 # -- nodes -------------------------------------------------------------------------------------------
@@ -180,7 +191,7 @@ async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         profile=context.profile,
     )
     # Building a client loads certificates from disk, so the first call happens off the event loop.
-    model = await asyncio.to_thread(answer_model)
+    model = await asyncio.to_thread(answer_model, offline_answer_model)
     response = await model.ainvoke(messages)
     citations = cited(response.text, passages)
     message = AIMessage(

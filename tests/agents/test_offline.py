@@ -9,6 +9,9 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from booktutor.agents.offline import NOT_FOUND, OFFLINE_LABEL, OFFLINE_MODEL_NAME, SMALL_TALK_REPLY, OfflineChatModel
 from booktutor.agents.prompts import answer_messages, format_passages, parse_answer_context
+from booktutor.tools.embeddings import offline_embeddings
+from booktutor.tools.markdown import without_code
+from booktutor.tools.sparse import terms
 
 TOPICS = {
     "title": "ROS 2 Communication",
@@ -61,7 +64,8 @@ def quotes(answer: str) -> list[tuple[str, int]]:
 
 @pytest.fixture(scope="module")
 def model() -> OfflineChatModel:
-    return OfflineChatModel()
+    # What the graph hands it: the index's embeddings and analyzer, and the Markdown reader.
+    return OfflineChatModel(embeddings=offline_embeddings(), terms=terms, prose=without_code)
 
 
 @pytest.mark.parametrize(
