@@ -142,11 +142,11 @@ async def rewrite_query(state: State, runtime: Runtime[Context]) -> dict[str, An
         for m in _history(state["messages"], context.history_turns)
     ]
     tool = build_rewrite_tool(await asyncio.to_thread(rewriter))
-    query = await tool.ainvoke({"question": question, "history": history, "profile": context.profile})
+    # Only an explain turn reaches this step with a selection (a translate turn skips it).
     selected = turn_inputs(state).get("selected_text")
-    if state.get("turn") == "explain" and selected:
-        # The selection says what the question is about better than "what does this mean?".
-        query = f"{query}\n{selected[:1000]}"
+    query = await tool.ainvoke(
+        {"question": question, "history": history, "profile": context.profile, "selected_text": selected}
+    )
     return {"query": query}
 
 

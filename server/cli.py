@@ -237,12 +237,15 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Measure retrieval on an evaluation set: recall@k and MRR, overall and per kind."""
+    from booktutor.agents.models import rewriter
     from booktutor.tools.evaluation import evaluate_file
 
     settings = get_settings()
 
     async def run():
-        return await asyncio.to_thread(evaluate_file, file, _open_index(settings), k=k)
+        index = await asyncio.to_thread(_open_index, settings)
+        # The rewrite model the chat uses, so the figures are the chat's.
+        return await evaluate_file(file, index, k=k, rewriter=await asyncio.to_thread(rewriter))
 
     report = _run(run(), as_json=as_json)
     if as_json:
