@@ -46,8 +46,8 @@ def _logical_lines(prose: str) -> list[str]:
         if not line:
             lines.append("")
             continue
-        starts_block = _LIST_ITEM.match(line) or line.startswith(("#", "|", ">"))
-        if lines and lines[-1] and not starts_block and not lines[-1].startswith(("#", "|")):
+        starts_block = _LIST_ITEM.match(line) or line.startswith(">")
+        if lines and lines[-1] and not starts_block:
             lines[-1] = f"{lines[-1]} {line}"
         else:
             lines.append(line)
@@ -57,12 +57,12 @@ def _logical_lines(prose: str) -> list[str]:
 def _sentences(text: str, prose: Callable[[str], str]) -> list[tuple[str, float]]:
     """(sentence, weight) pairs of a passage's prose and list items.
 
-    Code blocks, tables and headings are left out; list items weigh less than full sentences because
-    they are often fragments that read badly out of context.
+    Code blocks, tables and headings are left out (by `prose`); list items weigh less than full sentences
+    because they are often fragments that read badly out of context.
     """
     found = []
     for line in _logical_lines(prose(text)):
-        if not line or line.startswith(("|", "#")) or set(line) <= set("-=*_ |:"):
+        if not line or set(line) <= set("-=*_ |:"):
             continue
         is_item = bool(_LIST_ITEM.match(line))
         line = _MARKUP.sub("", line).strip(" •")
@@ -149,7 +149,7 @@ class OfflineChatModel(BaseChatModel):
     terms: Callable[[str], list[str]]
     """The search index's analyzer (stemmed, stopword-free terms): the words a sentence shares with the question."""
     prose: Callable[[str], str]
-    """Markdown without its fenced code, so code is never quoted as an answer."""
+    """Markdown with its fenced code, headings and tables blanked out, so only prose is quoted as an answer."""
     model_name: str = OFFLINE_MODEL_NAME
 
     @property

@@ -22,7 +22,7 @@ from booktutor.graphs.state import State, TurnKind
 from booktutor.tools.embeddings import offline_embeddings
 from booktutor.tools.errors import BooktutorError
 from booktutor.tools.index import open_book_index
-from booktutor.tools.markdown import without_code
+from booktutor.tools.markdown import prose
 from booktutor.tools.personalization import build_rewrite_tool, looks_like_follow_up
 from booktutor.tools.retrieval import build_search_tool
 from booktutor.tools.sparse import terms
@@ -106,7 +106,7 @@ def search_tool(context: Context) -> BaseTool:
 def offline_answer_model() -> OfflineChatModel:
     """The model that answers when none is configured, reading with the book's embeddings, analyzer and
     Markdown reader."""
-    return OfflineChatModel(embeddings=offline_embeddings(), terms=terms, prose=without_code)
+    return OfflineChatModel(embeddings=offline_embeddings(), terms=terms, prose=prose)
 
 
 # -- nodes -------------------------------------------------------------------------------------------

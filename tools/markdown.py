@@ -28,8 +28,8 @@ __all__ = [
     "headings",
     "line_starts",
     "parse",
+    "prose",
     "unwrap_fence",
-    "without_code",
 ]
 
 _PARSER = MarkdownIt("commonmark").enable("table").disable(["code", "html_block"])
@@ -134,12 +134,20 @@ def fence_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def without_code(text: str) -> str:
-    """`text` with every fenced code block replaced by one blank line (for reading its prose)."""
-    lines = text.split("\n")
-    drop = code_lines(parse(text))
+def prose(text: str) -> str:
+    """`text` with its fenced code, headings and tables each replaced by one blank line: what is left
+    are the paragraphs and list items a reader could quote as sentences."""
+    tokens = parse(text)
+    drop = code_lines(tokens)
+    for tok in tokens:
+        if tok.type in ("heading_open", "table_open") and tok.map is not None:
+            drop.update(range(*tok.map))
+    return _blank_out(text, drop)
+
+
+def _blank_out(text: str, drop: set[int]) -> str:
     kept: list[str] = []
-    for n, line in enumerate(lines):
+    for n, line in enumerate(text.split("\n")):
         if n not in drop:
             kept.append(line)
         elif n == 0 or n - 1 not in drop:

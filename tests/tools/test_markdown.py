@@ -10,7 +10,7 @@ def test_a_fence_right_under_a_jsx_line_is_code():
     tokens = markdown.parse(text)
     assert [(f.line, f.end_line, f.info, f.closed) for f in markdown.fences(tokens)] == [(1, 5, "python", True)]
     assert markdown.headings(tokens) == []
-    assert markdown.without_code(text) == '<div className="underline-class"></div>\n\nAfter.\n'
+    assert markdown.prose(text) == '<div className="underline-class"></div>\n\nAfter.\n'
 
 
 def test_fences_in_lists_and_quotes_and_tildes_are_code():
@@ -23,6 +23,11 @@ def test_fences_in_lists_and_quotes_and_tildes_are_code():
 def test_an_unclosed_fence_runs_to_the_end_and_says_so():
     (fence,) = markdown.fences(markdown.parse("Text.\n\n```js\nlet a;\n"))
     assert (fence.line, fence.end_line, fence.closed, fence.content) == (2, 4, False, "let a;\n")
+
+
+def test_prose_leaves_out_code_headings_and_tables():
+    text = "# Title\n\nA sentence.\n\n- step\n\n  ```bash\n  ls\n  ```\n\n| a | b |\n| - | - |\n| 1 | 2 |\n\nEnd.\n"
+    assert markdown.prose(text) == "\n\nA sentence.\n\n- step\n\n\n\n\n\nEnd.\n"
 
 
 def test_inline_code_with_three_backticks_is_no_fence():
