@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Literal
+from typing import Callable, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable, RunnableLambda
 
-from booktutor.agents.offline import OFFLINE_MODEL_NAME, OfflineChatModel
+from booktutor.agents.offline import OFFLINE_MODEL_NAME
 from booktutor.agents.prompts import PERSONALIZE_PROMPT, REWRITE_PROMPT, TRANSLATE_PROMPT, describe_reader
 
 Role = Literal["answer", "rewrite", "translate", "personalize"]
@@ -58,14 +58,10 @@ def chat_model(role: Role) -> BaseChatModel | None:
     return _openai_chat(model_name(role), os.getenv("OPENAI_BASE_URL"), os.getenv("OPENAI_API_KEY"), temperature)
 
 
-@lru_cache(maxsize=1)
-def _offline() -> OfflineChatModel:
-    return OfflineChatModel()
-
-
-def answer_model() -> BaseChatModel:
-    """The model that writes answers: never None, the offline model stands in."""
-    return chat_model("answer") or _offline()
+def answer_model(offline: Callable[[], BaseChatModel]) -> BaseChatModel:
+    """The model that writes answers: never None, `offline()` (the `OfflineChatModel` its caller builds
+    with the book's tools) stands in."""
+    return chat_model("answer") or offline()
 
 
 def _rewrite_inputs(inputs: dict) -> dict:

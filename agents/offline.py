@@ -2,16 +2,18 @@
 
 It reads the tagged context the answer prompt carries (see `agents.prompts`), picks the sentences that
 best match the question, cites them, and streams the result word by word. Every answer ends with a
-label saying no language model wrote it.
+label saying no language model wrote it. It reads with the book's own tools (embeddings, the index's
+analyzer, the Markdown reader), which whoever builds it hands in: agents do not import tools.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
@@ -19,8 +21,6 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 import numpy as np
 
 from booktutor.agents.prompts import parse_answer_context
-from booktutor.tools.embeddings import offline_embeddings
-from booktutor.tools.sparse import terms
 
 OFFLINE_MODEL_NAME = "offline-extractive"
 OFFLINE_LABEL = (
@@ -33,7 +33,6 @@ SMALL_TALK_REPLY = (
     "explain it.\n\n_Offline mode: answers are quoted from the book; no language model is configured._"
 )
 
-_FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.M | re.S)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9*`\"(\[])")
 _MARKUP = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s+|>\s+)|\*\*|__")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•]\s+|\d+[.)]\s+)")
@@ -47,24 +46,23 @@ def _logical_lines(prose: str) -> list[str]:
         if not line:
             lines.append("")
             continue
-        starts_block = _LIST_ITEM.match(line) or line.startswith(("#", "|", ">"))
-        if lines and lines[-1] and not starts_block and not lines[-1].startswith(("#", "|")):
+        starts_block = _LIST_ITEM.match(line) or line.startswith(">")
+        if lines and lines[-1] and not starts_block:
             lines[-1] = f"{lines[-1]} {line}"
         else:
             lines.append(line)
     return lines
 
 
-def _sentences(text: str) -> list[tuple[str, float]]:
+def _sentences(text: str, prose: Callable[[str], str]) -> list[tuple[str, float]]:
     """(sentence, weight) pairs of a passage's prose and list items.
 
-    Code blocks, tables and headings are left out; list items weigh less than full sentences because
-    they are often fragments that read badly out of context.
+    Code blocks, tables and headings are left out (by `prose`); list items weigh less than full sentences
+    because they are often fragments that read badly out of context.
     """
-    prose = _FENCE.sub("\n", text)
     found = []
-    for line in _logical_lines(prose):
-        if not line or line.startswith(("|", "#")) or set(line) <= set("-=*_ |:"):
+    for line in _logical_lines(prose(text)):
+        if not line or set(line) <= set("-=*_ |:"):
             continue
         is_item = bool(_LIST_ITEM.match(line))
         line = _MARKUP.sub("", line).strip(" •")
@@ -77,8 +75,16 @@ def _sentences(text: str) -> list[tuple[str, float]]:
     return found
 
 
-def extractive_answer(context: dict[str, Any], *, max_sentences: int = 3) -> str:
-    """Pick and cite the sentences of the passages that best answer the question."""
+def extractive_answer(
+    context: dict[str, Any],
+    *,
+    embeddings: Embeddings,
+    terms: Callable[[str], list[str]],
+    prose: Callable[[str], str],
+    max_sentences: int = 3,
+) -> str:
+    """Pick and cite the sentences of the passages that best answer the question (see `OfflineChatModel`
+    for `embeddings`, `terms` and `prose`)."""
     question_terms = set(terms(context["question"]))
     passages = context["passages"]
     selection = context.get("selection")
@@ -88,10 +94,10 @@ def extractive_answer(context: dict[str, Any], *, max_sentences: int = 3) -> str
     # (passage n, position, sentence, weight); n=0 is the selection itself
     candidates: list[tuple[int, int, str, float]] = []
     if selection:
-        candidates += [(0, i, s, w) for i, (s, w) in enumerate(_sentences(selection))]
+        candidates += [(0, i, s, w) for i, (s, w) in enumerate(_sentences(selection, prose))]
     quoted = {c[2].lower() for c in candidates}
     for passage in passages:
-        for i, (sentence, weight) in enumerate(_sentences(passage["text"])):
+        for i, (sentence, weight) in enumerate(_sentences(passage["text"], prose)):
             # The selection's own section is passage [1]; its sentences are already candidates.
             if sentence.lower() not in quoted:
                 quoted.add(sentence.lower())
@@ -108,7 +114,6 @@ def extractive_answer(context: dict[str, Any], *, max_sentences: int = 3) -> str
 
     # Meaning matters more than shared words: "how do nodes exchange messages" should find "nodes
     # publish to topics", so the sentence's embedding similarity leads the score.
-    embeddings = offline_embeddings()
     question_vector = np.array(embeddings.embed_query(context["question"]))
     similarity = np.array(embeddings.embed_documents([c[2] for c in candidates])) @ question_vector
     max_lexical = sum(math.log(1 + len(candidates) / f) for f in frequency.values()) or 1.0
@@ -139,6 +144,12 @@ def extractive_answer(context: dict[str, Any], *, max_sentences: int = 3) -> str
 class OfflineChatModel(BaseChatModel):
     """Answers from the passages in its prompt, without a language model."""
 
+    embeddings: Embeddings
+    """Sentence embeddings: how close a sentence's meaning is to the question's leads its score."""
+    terms: Callable[[str], list[str]]
+    """The search index's analyzer (stemmed, stopword-free terms): the words a sentence shares with the question."""
+    prose: Callable[[str], str]
+    """Markdown with its fenced code, headings and tables blanked out, so only prose is quoted as an answer."""
     model_name: str = OFFLINE_MODEL_NAME
 
     @property
@@ -155,7 +166,8 @@ class OfflineChatModel(BaseChatModel):
         context = parse_answer_context(text)
         if not context["grounded"]:
             return SMALL_TALK_REPLY
-        return f"{extractive_answer(context)}\n\n{OFFLINE_LABEL}"
+        answer = extractive_answer(context, embeddings=self.embeddings, terms=self.terms, prose=self.prose)
+        return f"{answer}\n\n{OFFLINE_LABEL}"
 
     def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any) -> ChatResult:
         message = AIMessage(self._reply(messages), response_metadata={"model_name": self.model_name})

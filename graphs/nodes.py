@@ -15,13 +15,17 @@ from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
 from booktutor.agents.models import answer_model, model_name, rewriter, translator
+from booktutor.agents.offline import OfflineChatModel
 from booktutor.agents.prompts import answer_messages
 from booktutor.graphs.context import Context
 from booktutor.graphs.state import State, TurnKind
+from booktutor.tools.embeddings import offline_embeddings
 from booktutor.tools.errors import BooktutorError
 from booktutor.tools.index import open_book_index
+from booktutor.tools.markdown import prose
 from booktutor.tools.personalization import build_rewrite_tool, looks_like_follow_up
 from booktutor.tools.retrieval import build_search_tool
+from booktutor.tools.sparse import terms
 from booktutor.tools.translation import LANGUAGES, build_translate_tool
 
 TURN_INPUTS = ("selected_text", "page", "language")
@@ -98,6 +102,13 @@ def search_tool(context: Context) -> BaseTool:
     return _search_tool(context.home, context.qdrant_url, context.qdrant_api_key, context.collection, context.embedding_model)
 
 
+@lru_cache(maxsize=1)
+def offline_answer_model() -> OfflineChatModel:
+    """The model that answers when none is configured, reading with the book's embeddings, analyzer and
+    Markdown reader."""
+    return OfflineChatModel(embeddings=offline_embeddings(), terms=terms, prose=prose)
+
+
 # -- nodes -------------------------------------------------------------------------------------------
 
 
@@ -131,11 +142,11 @@ async def rewrite_query(state: State, runtime: Runtime[Context]) -> dict[str, An
         for m in _history(state["messages"], context.history_turns)
     ]
     tool = build_rewrite_tool(await asyncio.to_thread(rewriter))
-    query = await tool.ainvoke({"question": question, "history": history, "profile": context.profile})
+    # Only an explain turn reaches this step with a selection (a translate turn skips it).
     selected = turn_inputs(state).get("selected_text")
-    if state.get("turn") == "explain" and selected:
-        # The selection says what the question is about better than "what does this mean?".
-        query = f"{query}\n{selected[:1000]}"
+    query = await tool.ainvoke(
+        {"question": question, "history": history, "profile": context.profile, "selected_text": selected}
+    )
     return {"query": query}
 
 
@@ -180,7 +191,7 @@ async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         profile=context.profile,
     )
     # Building a client loads certificates from disk, so the first call happens off the event loop.
-    model = await asyncio.to_thread(answer_model)
+    model = await asyncio.to_thread(answer_model, offline_answer_model)
     response = await model.ainvoke(messages)
     citations = cited(response.text, passages)
     message = AIMessage(

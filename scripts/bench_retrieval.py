@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from booktutor.tools.docusaurus import find_doc_files  # noqa: E402
+from booktutor.tools.docusaurus.pages import find_doc_files  # noqa: E402
 from booktutor.tools.evaluation import load_questions  # noqa: E402
 from booktutor.tools.index import PREFETCH, close_all, open_book_index  # noqa: E402
 from booktutor.tools.ingest import ingest_book  # noqa: E402

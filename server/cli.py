@@ -267,12 +267,15 @@ def evaluate(
         load_questions(file)
     except BooktutorError as error:
         _fail(error, as_json=as_json)
+    from booktutor.agents.models import rewriter
     from booktutor.tools.evaluation import evaluate_file
 
     settings = get_settings()
 
     async def run():
-        return await asyncio.to_thread(evaluate_file, file, _open_index(settings), k=k)
+        index = await asyncio.to_thread(_open_index, settings)
+        # The rewrite model the chat uses, so the figures are the chat's.
+        return await evaluate_file(file, index, k=k, rewriter=await asyncio.to_thread(rewriter))
 
     report = _run(run(), as_json=as_json)
     if as_json:

@@ -17,10 +17,11 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, AsyncGenerator, Awaitable, Callable, Mapping, Protocol, Sequence
 
 from langchain_core.runnables import Runnable
 
+from booktutor.tools import markdown
 from booktutor.tools.errors import BooktutorError, ModelRequiredError
 from booktutor.tools.translation import TranslationError, language_info, protect, restore
 
@@ -31,9 +32,6 @@ log = logging.getLogger("booktutor.chapters")
 SECTION_LEVEL = 2
 DEFAULT_CONCURRENCY = 4
 
-_FENCE_OPEN = re.compile(r"^[ \t]*(`{3,}|~{3,})(.*)$")
-_FENCE_CLOSE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*$")
-_ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})(?=[ \t]|$)")
 # The book writes many headings as JSX (`<h2 className="second-heading">…</h2>`): they count too.
 _HTML_HEADING = re.compile(r"^[ \t]*<h([1-6])(?=[\s>/])", re.IGNORECASE)
 MODEL_REQUIRED_TRANSLATE = (
@@ -47,7 +45,6 @@ MODEL_REQUIRED_PERSONALIZE = (
 
 _PLACEHOLDER = re.compile(r"⟦\d+⟧")
 _LETTER = re.compile(r"[^\W\d_]")
-_WRAPPING_FENCE = re.compile(r"\A```(?:markdown|md)?[ \t]*\n(.*)\n```\Z", re.DOTALL | re.IGNORECASE)
 
 
 class SectionFailed(BooktutorError):
@@ -105,53 +102,38 @@ def profile_fingerprint(profile: Mapping[str, Any]) -> str:
     return content_hash(json.dumps({key: profile[key] for key in sorted(profile)}, ensure_ascii=False))
 
 
-def _lines_outside_code(text: str) -> Iterator[tuple[int, str]]:
-    """(offset, line) of every line that is not inside a fenced code block."""
-    offset = 0
-    fence: tuple[str, int] | None = None
-    for line in text.split("\n"):
-        if fence is not None:
-            closing = _FENCE_CLOSE.match(line)
-            if closing and closing.group(1)[0] == fence[0] and len(closing.group(1)) >= fence[1]:
-                fence = None
-        else:
-            opening = _FENCE_OPEN.match(line)
-            # A backtick fence's info string cannot hold a backtick (that line is inline code instead).
-            if opening and not (opening.group(1)[0] == "`" and "`" in opening.group(2)):
-                fence = (opening.group(1)[0], len(opening.group(1)))
-            else:
-                yield offset, line
-        offset += len(line) + 1
+def _headings(text: str) -> list[tuple[int, int]]:
+    """(line, level) of every heading outside fenced code, in order.
 
-
-def _heading_level(line: str) -> int | None:
-    atx = _ATX_HEADING.match(line)
-    if atx:
-        return len(atx.group(1))
-    html = _HTML_HEADING.match(line)
-    return int(html.group(1)) if html else None
+    Markdown headings count at the top level only (one inside a list or quote starts no section), and
+    only `#` ones: the closing `---` of frontmatter would make its last line an underlined heading.
+    """
+    tokens = markdown.parse(text)
+    found = [(h.line, h.level) for h in markdown.headings(tokens) if not h.nested and not h.underlined]
+    code = markdown.code_lines(tokens)
+    for number, line in enumerate(text.split("\n")):
+        if number not in code and (jsx := _HTML_HEADING.match(line)):
+            found.append((number, int(jsx.group(1))))
+    return sorted(found)
 
 
 def heading_levels(text: str) -> list[int]:
     """The level of every heading (Markdown `#` or HTML `<hN>`) outside fenced code, in order."""
-    return [level for _, line in _lines_outside_code(text) if (level := _heading_level(line)) is not None]
+    return [level for _, level in _headings(text)]
 
 
-def split_sections(markdown: str, *, max_level: int = SECTION_LEVEL) -> list[str]:
+def split_sections(text: str, *, max_level: int = SECTION_LEVEL) -> list[str]:
     """Cut Markdown at every heading of level `max_level` or above that is outside fenced code.
 
     `"".join(split_sections(text)) == text`; what comes before the first heading (frontmatter, imports,
     an intro) is a section of its own unless it is only whitespace.
     """
-    starts = [
-        offset
-        for offset, line in _lines_outside_code(markdown)
-        if (level := _heading_level(line)) is not None and level <= max_level
-    ]
+    line_starts = markdown.line_starts(text)
+    starts = [line_starts[line] for line, level in _headings(text) if level <= max_level]
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
-    bounds = [*starts, len(markdown)]
-    pieces = [markdown[a:b] for a, b in zip(bounds, bounds[1:])]
+    bounds = [*starts, len(text)]
+    pieces = [text[a:b] for a, b in zip(bounds, bounds[1:])]
     if len(pieces) > 1 and not pieces[0].strip():
         pieces[1] = pieces[0] + pieces[1]
         pieces.pop(0)
@@ -178,8 +160,8 @@ class SectionResult:
 
 def _unwrap(reply: str) -> str:
     # Models like to wrap Markdown in a ```markdown fence; the section itself never is.
-    wrapped = _WRAPPING_FENCE.match(reply)
-    return wrapped.group(1).strip() if wrapped else reply
+    wrapped = markdown.unwrap_fence(reply)
+    return wrapped.strip() if wrapped is not None else reply
 
 
 async def rewrite_section(runnable: Runnable, text: str, inputs: Mapping[str, Any], *, attempts: int = 2) -> SectionResult:

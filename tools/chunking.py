@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 
-from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from booktutor.tools.docusaurus import heading_anchor, heading_text
+from booktutor.tools import markdown
+from booktutor.tools.docusaurus.anchors import EXPLICIT_ID, Slugger, heading_anchor, heading_text
 
 __all__ = ["Chunk", "chunk_markdown"]
 
@@ -58,14 +58,6 @@ class _Heading:
     top_level: bool
 
 
-def _parser() -> MarkdownIt:
-    # MDX has no indented code blocks, so four leading spaces are just indentation here.
-    return MarkdownIt("commonmark").enable("table").disable("code")
-
-
-_MD = _parser()
-
-
 def chunk_markdown(body: str, *, max_chars: int = 1500, min_chars: int = 200) -> list[Chunk]:
     """Split a cleaned Markdown body into heading-aware chunks of at most ``max_chars``.
 
@@ -79,7 +71,7 @@ def chunk_markdown(body: str, *, max_chars: int = 1500, min_chars: int = 200) ->
     src = body.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "\ufffd")
     if not src.strip():
         return []
-    tokens = _MD.parse(src)
+    tokens = markdown.parse(src)
     lines = _split_lines(src)
 
     headings = _collect_headings(tokens)
@@ -146,39 +138,23 @@ def _trim(piece: str) -> str:
 
 def _collect_headings(tokens: list[Token]) -> list[_Heading]:
     """All headings in document order, with Docusaurus-style de-duplicated anchors."""
+    slugger = Slugger()
     found: list[_Heading] = []
-    seen: dict[str, int] = {}
-    for i, tok in enumerate(tokens):
-        if tok.type != "heading_open" or tok.map is None:
-            continue
-        raw = tokens[i + 1].content if i + 1 < len(tokens) else ""
-        anchor = heading_anchor(raw)
-        if not re.search(r"\{#[^{}\s]+\}\s*$", raw):
-            anchor = _unique(anchor, seen)
+    for heading in markdown.headings(tokens):
+        anchor = heading_anchor(heading.source)
+        if not EXPLICIT_ID.search(heading.source):
+            anchor = slugger.unique(anchor)
         found.append(
             _Heading(
-                line=tok.map[0],
-                end_line=tok.map[1],
-                level=int(tok.tag[1]),
-                text=heading_text(raw),
+                line=heading.line,
+                end_line=heading.end_line,
+                level=heading.level,
+                text=heading_text(heading.source),
                 anchor=anchor,
-                top_level=tok.level == 0,
+                top_level=not heading.nested,
             )
         )
     return found
-
-
-def _unique(slug: str, seen: dict[str, int]) -> str:
-    # github-slugger: the second "intro" becomes "intro-1", the third "intro-2"
-    if slug not in seen:
-        seen[slug] = 0
-        return slug
-    while True:
-        seen[slug] += 1
-        candidate = f"{slug}-{seen[slug]}"
-        if candidate not in seen:
-            seen[candidate] = 0
-            return candidate
 
 
 def _sections(headings: list[_Heading], n_lines: int) -> list[tuple[int, int, _Heading | None]]:
@@ -222,7 +198,7 @@ def _collect_cuts(
         add(offsets[last], quality)
         if tok.type == "table_open":
             skip_until = tok.level
-        elif tok.type in ("paragraph_open", "html_block"):
+        elif tok.type == "paragraph_open":
             for n in range(first, last):
                 if n > first:
                     add(offsets[n], _Q_LINE)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from booktutor.tools.docusaurus import find_doc_files
+from booktutor.tools.docusaurus.pages import find_doc_files
 from booktutor.tools.errors import IngestError
 
 

@@ -1,52 +1,62 @@
-"""Retrieval evaluation: recall@k and MRR of expected source pages, overall and per question kind."""
+"""Retrieval evaluation: recall@k and MRR of expected source pages, overall and per question kind.
+
+Each question goes the way a chat turn does: made standalone by `search_query` (the `rewrite_query`
+tool) and searched by `search` (the `search_book` tool), with the reader's own words fused in.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+from langchain_core.runnables import Runnable
+
 from booktutor.tools.eval_questions import load_questions
 from booktutor.tools.index import BookIndex
+from booktutor.tools.personalization import search_query
 from booktutor.tools.retrieval import search
 
 # Passages fetched per question before collapsing them to pages; pages are what a question expects.
 PASSAGES_PER_PAGE = 4
 
 
-def _query(item: dict[str, Any]) -> str:
-    """The question, made standalone from `history` the way the offline rewrite step does it."""
-    history = item.get("history") or []
-    previous = [
-        turn.get("content", "") if isinstance(turn, dict) else str(turn)
-        for turn in history
-        if not isinstance(turn, dict) or turn.get("role") in ("user", "human")
-    ]
-    if previous:
-        from booktutor.tools.personalization import looks_like_follow_up
-
-        if looks_like_follow_up(item["question"]):
-            return f"{previous[-1]} {item['question']}"
-    return item["question"]
+def _history(item: dict[str, Any]) -> list[str]:
+    """An evaluation question's earlier turns as the rewrite step reads a thread's: "role: text"."""
+    lines = []
+    for turn in item.get("history") or []:
+        if not isinstance(turn, dict):
+            lines.append(f"user: {turn}")
+        else:
+            role = "user" if turn.get("role") in ("user", "human") else "assistant"
+            lines.append(f"{role}: {turn.get('content', '')}")
+    return lines
 
 
-def ranked_pages(index: BookIndex, item: dict[str, Any], *, k: int) -> list[str]:
+async def ranked_pages(
+    index: BookIndex, item: dict[str, Any], *, k: int, rewriter: Runnable | None = None
+) -> list[str]:
     """Distinct page paths in rank order for one evaluation question."""
-    passages = search(
-        index,
-        _query(item),
-        k=k * PASSAGES_PER_PAGE,
-        page=item.get("page"),
-        selected_text=item.get("selected_text"),
+    question = item["question"]
+    selected = item.get("selected_text")
+    query = await search_query(
+        rewriter, question, history=_history(item), profile=item.get("profile"), selected_text=selected
+    )
+    passages = await asyncio.to_thread(
+        search, index, query, asked=question, k=k * PASSAGES_PER_PAGE, page=item.get("page"), selected_text=selected
     )
     return list(dict.fromkeys(p["path"] for p in passages))[:k]
 
 
-def evaluate_file(file: Path, index: BookIndex, *, k: int = 5) -> dict[str, Any]:
-    """Run every question and aggregate recall@k and MRR."""
+async def evaluate_file(
+    file: Path, index: BookIndex, *, k: int = 5, rewriter: Runnable | None = None
+) -> dict[str, Any]:
+    """Run every question and aggregate recall@k and MRR; `rewriter` is the model the chat's rewrite step
+    uses (None offline)."""
     questions = load_questions(file)
     rows = []
     for item in questions:
-        pages = ranked_pages(index, item, k=k)
+        pages = await ranked_pages(index, item, k=k, rewriter=rewriter)
         expected = list(item["expected_sources"])
         hits = [p for p in expected if p in pages]
         first = next((rank for rank, page in enumerate(pages, start=1) if page in expected), None)

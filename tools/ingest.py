@@ -16,18 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from booktutor.tools.chunking import chunk_markdown
-from booktutor.tools.docusaurus import (
-    MAX_PAGE_BYTES,
-    Category,
-    Page,
-    PageError,
-    category_items,
-    category_page,
-    module_label,
-    read_categories,
-    read_page,
-)
+from booktutor.tools.docusaurus.categories import Category, category_items, category_page, module_label, read_categories
 from booktutor.tools.docs_folder import check_docs_folder
+from booktutor.tools.docusaurus.pages import MAX_PAGE_BYTES, Page, PageError, read_page
 from booktutor.tools.index import BookIndex, ChunkRecord
 
 # Chunks embedded and upserted together: few enough to keep memory flat on a book of any size, many

@@ -14,18 +14,18 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
+from booktutor.tools import markdown
 from booktutor.tools.errors import BooktutorError, ModelRequiredError
 from booktutor.tools.languages import LANGUAGES, language_info  # noqa: F401  (part of this module's API)
 
-# Order matters: frontmatter first (it may hold anything), fenced blocks before inline code, display
-# math before inline math.
+# A leading YAML frontmatter block is kept whole: Docusaurus reads its keys (id, slug, sidebar_position)
+# and a translated key or slug would break the build or the page's URL.
+_FRONTMATTER = re.compile(r"(?ms)\A---[ \t]*\n[A-Za-z_][\w-]*[ \t]*:.*?^---[ \t]*$")
+# Outside frontmatter and fenced code (found by `tools.markdown`). Order matters: display math before
+# inline math.
 _PROTECTED = re.compile(
-    # A leading YAML frontmatter block is kept whole: Docusaurus reads its keys (id, slug, sidebar_position)
-    # and a translated key or slug would break the build or the page's URL.
-    r"(?ms)\A---[ \t]*\n[A-Za-z_][\w-]*[ \t]*:.*?^---[ \t]*$"
-    r"|^[ \t]*(`{3,}|~{3,})[^\n]*\n.*?^[ \t]*\1[ \t]*$"  # fenced code, also indented in lists
     # MDX import/export statements are JavaScript, not prose.
-    r"|^(?:import|export)[ \t][^\n]*$"
+    r"(?ms)^(?:import|export)[ \t][^\n]*$"
     r"|\$\$.+?\$\$"  # display math
     r"|`+[^`\n]+?`+"  # inline code
     r"|(?<![\\\w])\$[^\s$][^$\n]*?(?<!\s)\$(?!\w)"  # inline math
@@ -52,11 +52,25 @@ def protect(text: str) -> tuple[str, list[str]]:
     text and the originals."""
     kept: list[str] = []
 
-    def swap(match: re.Match) -> str:
-        kept.append(match.group(0))
+    def keep(original: str) -> str:
+        kept.append(original)
         return f"⟦{len(kept) - 1}⟧"
 
-    return _PROTECTED.sub(swap, text), kept
+    def prose(piece: str) -> str:
+        return _PROTECTED.sub(lambda match: keep(match.group(0)), piece)
+
+    pieces: list[str] = []
+    frontmatter = _FRONTMATTER.match(text)
+    start = frontmatter.end() if frontmatter else 0
+    if frontmatter:
+        pieces.append(keep(frontmatter.group(0)))
+    # The Markdown after the frontmatter is read on its own: YAML is not Markdown.
+    pos = start
+    for begin, end in markdown.fence_spans(text[start:]):
+        pieces += [prose(text[pos : start + begin]), keep(text[start + begin : start + end])]
+        pos = start + end
+    pieces.append(prose(text[pos:]))
+    return "".join(pieces), kept
 
 
 def restore(text: str, kept: list[str]) -> str:

@@ -8,6 +8,7 @@ from langchain_openai import ChatOpenAI
 from booktutor.agents import models
 from booktutor.agents.offline import OFFLINE_LABEL, OfflineChatModel
 from booktutor.agents.prompts import answer_messages
+from booktutor.graphs.nodes import offline_answer_model
 
 ROLES = ("answer", "rewrite", "translate")
 PASSAGES = [
@@ -37,7 +38,7 @@ def test_no_environment_means_no_language_model(role):
 
 
 def test_offline_roles():
-    assert isinstance(models.answer_model(), OfflineChatModel)
+    assert isinstance(models.answer_model(offline_answer_model), OfflineChatModel)
     assert models.translator() is None
     assert models.rewriter() is None
 
@@ -46,11 +47,11 @@ def test_model_names_alone_do_not_configure_a_model(monkeypatch):
     configure(monkeypatch, BOOKTUTOR_MODEL="llama3", BOOKTUTOR_ANSWER_MODEL="qwen2.5")
     assert models.chat_model("answer") is None
     assert models.model_name("answer") == "offline-extractive"
-    assert isinstance(models.answer_model(), OfflineChatModel)
+    assert isinstance(models.answer_model(offline_answer_model), OfflineChatModel)
 
 
 def test_offline_answer_model_answers_from_the_passages():
-    answer = models.answer_model().invoke(
+    answer = models.answer_model(offline_answer_model).invoke(
         answer_messages(question="How do nodes exchange messages?", passages=PASSAGES)
     )
     assert "[1]" in answer.content
@@ -107,7 +108,7 @@ def test_each_role_can_have_its_own_model(monkeypatch):
         "rewrite": "rewrite-model",
         "translate": "translate-model",
     }
-    assert models.answer_model().model_name == "answer-model"
+    assert models.answer_model(offline_answer_model).model_name == "answer-model"
 
 
 def test_roles_without_their_own_model_fall_back_to_booktutor_model(monkeypatch):
@@ -142,7 +143,7 @@ def test_answer_model_streams_from_the_configured_server(language_model, monkeyp
     reply = "A topic is a named bus over which nodes exchange messages [1]."
     language_model.reply(reply)
 
-    chunks = [chunk.content for chunk in models.answer_model().stream(
+    chunks = [chunk.content for chunk in models.answer_model(offline_answer_model).stream(
         answer_messages(question="How do nodes exchange messages?", passages=PASSAGES)
     )]
 
@@ -162,7 +163,7 @@ async def test_answer_model_astreams_with_the_default_model(language_model):
 
     chunks = [
         chunk.content
-        async for chunk in models.answer_model().astream(
+        async for chunk in models.answer_model(offline_answer_model).astream(
             answer_messages(question="How do nodes exchange messages?", passages=PASSAGES)
         )
     ]

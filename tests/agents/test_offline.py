@@ -9,6 +9,9 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from booktutor.agents.offline import NOT_FOUND, OFFLINE_LABEL, OFFLINE_MODEL_NAME, SMALL_TALK_REPLY, OfflineChatModel
 from booktutor.agents.prompts import answer_messages, format_passages, parse_answer_context
+from booktutor.tools.embeddings import offline_embeddings
+from booktutor.tools.markdown import prose
+from booktutor.tools.sparse import terms
 
 TOPICS = {
     "title": "ROS 2 Communication",
@@ -61,7 +64,8 @@ def quotes(answer: str) -> list[tuple[str, int]]:
 
 @pytest.fixture(scope="module")
 def model() -> OfflineChatModel:
-    return OfflineChatModel()
+    # What the graph hands it: the index's embeddings and analyzer, and the Markdown reader.
+    return OfflineChatModel(embeddings=offline_embeddings(), terms=terms, prose=prose)
 
 
 @pytest.mark.parametrize(
@@ -87,6 +91,21 @@ def test_invoke_never_quotes_code(model):
     answer = model.invoke(answer_messages(question="How do I create a publisher for a topic?", passages=PASSAGES))
     assert "create_publisher" not in answer.content
     assert "```" not in answer.content
+
+
+def test_invoke_never_quotes_code_inside_a_list_item(model):
+    setup = {
+        "title": "Deployment",
+        "heading": "Frontend",
+        "path": "deployment-guide.md",
+        "text": (
+            "1. Install the dependencies of the documentation site with npm:\n\n   ```bash\n   npm install --save "
+            "every package the site needs\n   ```\n\n2. Start the development server, which rebuilds the site on "
+            "every change you save."
+        ),
+    }
+    answer = model.invoke(answer_messages(question="How do I install the site dependencies with npm?", passages=[setup]))
+    assert "npm install" not in answer.content and "```" not in answer.content, answer.content
 
 
 def test_invoke_answers_the_final_question_after_history(model):

@@ -8,7 +8,8 @@ from markdown_it import MarkdownIt
 
 from tests.conftest import CORPUS
 from booktutor.tools.chunking import Chunk, chunk_markdown
-from booktutor.tools.docusaurus import find_doc_files, heading_anchor, read_page
+from booktutor.tools.docusaurus.anchors import heading_anchor
+from booktutor.tools.docusaurus.pages import find_doc_files, read_page
 
 
 

@@ -8,18 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CORPUS
-from booktutor.tools.docusaurus import (
-    Category,
-    Page,
-    PageError,
-    category_items,
-    category_page,
-    find_doc_files,
-    heading_anchor,
-    module_label,
-    read_categories,
-    read_page,
-)
+from booktutor.tools.docusaurus.anchors import heading_anchor
+from booktutor.tools.docusaurus.categories import Category, category_items, category_page, module_label, read_categories
+from booktutor.tools.docusaurus.pages import Page, PageError, find_doc_files, read_page
 
 
 def write(root: Path, rel: str, text: str | bytes) -> Path:

@@ -172,7 +172,8 @@ def test_unusable_docs_folders_are_refused_before_the_index_is_touched(tmp_path,
 
 
 def test_a_file_left_half_rewritten_is_rewritten_by_the_next_ingest(book, index, tmp_path):
-    from booktutor.tools.docusaurus import module_label, read_categories, read_page
+    from booktutor.tools.docusaurus.categories import module_label, read_categories
+    from booktutor.tools.docusaurus.pages import read_page
     from booktutor.tools.ingest import fingerprint, page_records
 
     ingest_book(book, index)

@@ -88,6 +88,13 @@ async def test_rule_rewrite_of_a_follow_up_without_history_is_unchanged():
     assert await tool.ainvoke({"question": "What about launch files?"}) == "What about launch files?"
 
 
+async def test_a_selection_is_searched_with_the_question():
+    tool = build_rewrite_tool(None)
+    selection = "A topic is a named bus. " * 60  # longer than the 1000 characters kept
+    rewritten = await tool.ainvoke({"question": "What does this mean?", "selected_text": selection})
+    assert rewritten == f"What does this mean?\n{selection[:1000]}"
+
+
 # -- with the scripted model -------------------------------------------------------------------------
 
 

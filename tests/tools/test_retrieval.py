@@ -16,8 +16,8 @@ MRR = 0.75
 PARAPHRASE_RECALL_AT_5 = 0.85
 
 
-def test_dev_set_meets_the_retrieval_gate(book_index):
-    report = evaluate_file(EVAL_SET, book_index, k=5)
+async def test_dev_set_meets_the_retrieval_gate(book_index):
+    report = await evaluate_file(EVAL_SET, book_index, k=5)
 
     assert report["overall"]["questions"] == 48
     assert report["overall"]["recall"] >= RECALL_AT_5, report["misses"]
