@@ -38,25 +38,13 @@ def sqlalchemy_url(url: str, *, driver: str = "asyncpg") -> str:
     return _with_scheme(url, f"postgresql+{driver}")
 
 
-def embedded_postgres(home: Path) -> str:
-    """Start (or join) the embedded PostgreSQL in `<home>/postgres` and return its URL.
-
-    pgserver stops the server when the last process using it exits.
-    """
-    import pgserver
-
-    folder = (home / "postgres").resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        server = pgserver.get_server(folder, cleanup_mode="stop")
-    except Exception as exc:  # pgserver raises plain exceptions with the postgres log attached
-        raise DatabaseError(f"Could not start the embedded PostgreSQL in {folder}: {exc}") from exc
-    return server.get_uri()
-
-
 def database_url(settings: Settings) -> str:
-    """DATABASE_URL, or the embedded server's URL when it is not set."""
-    return libpq_url(settings.database_url) if settings.database_url else embedded_postgres(settings.home)
+    """DATABASE_URL, or the URL of the embedded server (started or joined) when it is not set."""
+    if settings.database_url:
+        return libpq_url(settings.database_url)
+    from booktutor.server import embedded_postgres
+
+    return embedded_postgres.use(settings.home)
 
 
 def run_migrations(url: str) -> None:
