@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from booktutor.server import embedded_postgres
 from booktutor.server.settings import Settings
 from booktutor.tools.errors import BooktutorError
 
@@ -42,8 +43,6 @@ def database_url(settings: Settings) -> str:
     """DATABASE_URL, or the URL of the embedded server (started or joined) when it is not set."""
     if settings.database_url:
         return libpq_url(settings.database_url)
-    from booktutor.server import embedded_postgres
-
     return embedded_postgres.use(settings.home)
 
 

@@ -11,6 +11,7 @@ import pwd
 import select
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -120,14 +121,37 @@ def owners():
         owner.kill()
 
 
+@pytest.fixture(scope="session")
+def initialised_cluster(tmp_path_factory) -> Path:
+    """A cluster made by one real first start (initdb included); tests copy it rather than wait for
+    initdb each."""
+    home = tmp_path_factory.mktemp("template") / "home"
+    owner = Owner(home)
+    try:
+        owner.ready()
+        owner.signal(signal.SIGTERM)
+    finally:
+        owner.kill()
+    assert wait_until_gone(home / "postgres") == []
+    return home / "postgres" / "data"
+
+
+@pytest.fixture
+def home(tmp_path, initialised_cluster) -> Path:
+    """A BOOKTUTOR_HOME whose embedded cluster is initialised and not running."""
+    home = tmp_path / "home"
+    (home / "postgres").mkdir(parents=True, mode=0o700)
+    shutil.copytree(initialised_cluster, home / "postgres" / "data", symlinks=True)
+    return home
+
+
 def query(url: str) -> int:
     with psycopg.connect(url, connect_timeout=5) as connection:
         return connection.execute("select 1").fetchone()[0]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "SIGKILL"])
-def test_the_database_stops_when_its_only_owner_ends(tmp_path, owners, signum):
-    home = tmp_path / "home"
+def test_the_database_stops_when_its_only_owner_ends(home, owners, signum):
     folder = home / "postgres"
     owner = owners(home)
     url = owner.ready()
@@ -139,8 +163,7 @@ def test_the_database_stops_when_its_only_owner_ends(tmp_path, owners, signum):
     assert not (folder / "data" / "postmaster.pid").exists()
 
 
-def test_the_database_stays_up_for_the_last_owner_and_stops_with_it(tmp_path, owners):
-    home = tmp_path / "home"
+def test_the_database_stays_up_for_the_last_owner_and_stops_with_it(home, owners):
     folder = home / "postgres"
     first, second = owners(home), owners(home)
     url = first.ready()
@@ -156,13 +179,8 @@ def test_the_database_stays_up_for_the_last_owner_and_stops_with_it(tmp_path, ow
     assert wait_until_gone(folder) == []
 
 
-def test_a_process_arriving_while_the_server_stops_gets_a_working_one(tmp_path, owners):
-    home = tmp_path / "home"
+def test_a_process_arriving_while_the_server_stops_gets_a_working_one(home, owners):
     folder = home / "postgres"
-    first = owners(home)
-    first.ready()  # the first start includes initdb; the races below start an initialised server
-    first.signal(signal.SIGTERM)
-    assert wait_until_gone(folder) == []
     for delay in (0.0, 0.05, 0.2):
         leaving = owners(home)
         leaving.ready()
@@ -174,13 +192,7 @@ def test_a_process_arriving_while_the_server_stops_gets_a_working_one(tmp_path, 
         assert wait_until_gone(folder) == [], f"left running after arriving {delay} s after the last owner died"
 
 
-def test_an_initialised_server_starts_fast_and_joining_a_running_one_is_instant(tmp_path, owners):
-    home = tmp_path / "home"
-    first = owners(home)
-    first.ready()  # includes initdb
-    first.signal(signal.SIGTERM)
-    assert wait_until_gone(home / "postgres") == []
-
+def test_an_initialised_server_starts_fast_and_joining_a_running_one_is_instant(home, owners):
     cold = owners(home)
     assert query(cold.ready()) == 1
     joining = owners(home)
@@ -209,6 +221,25 @@ def test_as_root_it_works_without_a_system_user_or_changes_outside_its_home(tmp_
     assert {name: Path(name).read_bytes() for name in accounts_before} == accounts_before
     assert sorted(p.name for p in home.parent.iterdir()) == sorted([*outside_before, "home"])
     assert stat.S_IMODE((home / "postgres").stat().st_mode) == 0o700
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the user namespace is only used as root")
+def test_as_root_without_user_namespaces_it_refuses_up_front_with_the_fix(tmp_path, monkeypatch):
+    # What Docker's default seccomp profile does to unshare(CLONE_NEWUSER).
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "unshare").write_text("#!/bin/sh\necho 'unshare: unshare failed: Operation not permitted' >&2\nexit 1\n")
+    (fake / "unshare").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{MINIMAL_PATH}")
+    home = tmp_path / "home"
+
+    with pytest.raises(DatabaseError) as refused:
+        database_url(Settings(home=home))
+
+    assert refused.value.code == "database_unavailable"
+    assert "Operation not permitted" in refused.value.message
+    assert "normal user" in refused.value.message and "DATABASE_URL" in refused.value.message
+    assert not home.exists()
 
 
 def unprivileged_user() -> tuple[int, int]:
@@ -272,3 +303,34 @@ def test_a_home_too_long_for_a_socket_is_refused_before_anything_is_created(tmp_
     assert refused.value.code == "database_unavailable"
     assert "BOOKTUTOR_HOME" in refused.value.message and "DATABASE_URL" in refused.value.message
     assert not home.exists()
+
+
+def test_booktutor_serve_stopped_with_sigterm_leaves_no_database_running(home):
+    """The issue's own case: `kill` (systemd, `docker stop`) of the server, not of a stand-in."""
+    import httpx
+
+    from tests.conftest import BOOKTUTOR, MODEL_VARIABLES, REPO
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**{k: v for k, v in os.environ.items() if k not in MODEL_VARIABLES},
+           "PATH": MINIMAL_PATH, "BOOKTUTOR_HOME": str(home)}
+    server = subprocess.Popen([*BOOKTUTOR, "serve", "--port", str(port)], cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline
+                time.sleep(0.3)
+        assert ready.json()["checks"]["postgres"] == "ok"
+        assert processes_of(home / "postgres")
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    finally:
+        server.kill()
+    assert wait_until_gone(home / "postgres") == []
