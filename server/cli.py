@@ -392,8 +392,8 @@ def main() -> None:
     atexit.register(_close_indexes)
     warnings.filterwarnings("ignore", module="platformdirs")
     logging.basicConfig(level=os.getenv("BOOKTUTOR_LOG_LEVEL", "WARNING"), stream=sys.stderr)
-    # pgserver and httpx log at INFO; keep the terminal for answers.
-    for noisy in ("httpx", "pgserver"):
+    # httpx logs every request at INFO; keep the terminal for answers.
+    for noisy in ("httpx",):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     app()
 

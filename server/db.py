@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from booktutor.server import embedded_postgres
 from booktutor.server.settings import Settings
 from booktutor.tools.errors import BooktutorError
 
@@ -38,26 +39,10 @@ def sqlalchemy_url(url: str, *, driver: str = "asyncpg") -> str:
     return _with_scheme(url, f"postgresql+{driver}")
 
 
-def embedded_postgres(home: Path) -> str:
-    """Start (or join) the embedded PostgreSQL in `<home>/postgres` and return its URL.
-
-    pgserver stops the server when the last process using it exits.
-    """
-    import pgserver
-
-    folder = (home / "postgres").resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        server = pgserver.get_server(folder, cleanup_mode="stop")
-    except Exception as exc:  # pgserver raises plain exceptions with the postgres log attached
-        raise DatabaseError(f"Could not start the embedded PostgreSQL in {folder}: {exc}") from exc
-    return server.get_uri()
-
-
 def database_url(settings: Settings) -> str:
-    """DATABASE_URL (checked to answer), or the embedded server's URL when it is not set."""
+    """DATABASE_URL (checked to answer), or the URL of the embedded server (started or joined) when it is not set."""
     if not settings.database_url:
-        return embedded_postgres(settings.home)
+        return embedded_postgres.use(settings.home)
     url = libpq_url(settings.database_url)
     check_database(url)
     return url
