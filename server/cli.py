@@ -393,8 +393,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", module="platformdirs")
     logging.basicConfig(level=os.getenv("BOOKTUTOR_LOG_LEVEL", "WARNING"), stream=sys.stderr)
     # httpx logs every request at INFO; keep the terminal for answers.
-    for noisy in ("httpx",):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app()
 
 
