@@ -1,17 +1,22 @@
-"""Process settings: one pydantic-settings class, read from the environment (and a `.env` file)."""
+"""Process settings: one pydantic-settings class, the one place that reads the environment (and `.env`).
+
+It sits below the server so the graph can take its defaults from it when Studio loads the graph on
+its own; the server re-exports it from `server/settings.py`.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
-
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from booktutor.graphs.context import Context
+from booktutor.agents.models import DEFAULT_MODEL, ROLES, Endpoint, Role
+
+if TYPE_CHECKING:
+    from booktutor.graphs.context import Context
 
 
 class Settings(BaseSettings):
@@ -19,7 +24,13 @@ class Settings(BaseSettings):
 
     # The prefix keeps field names from matching unrelated variables such as HOME or ENVIRONMENT.
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True, env_prefix="BOOKTUTOR_"
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        env_prefix="BOOKTUTOR_",
+        # Fields such as `model_timeout` are ours, not pydantic's `model_*` methods.
+        protected_namespaces=(),
     )
 
     home: Path = Field(default=Path(".booktutor"), validation_alias="BOOKTUTOR_HOME")
@@ -32,6 +43,17 @@ class Settings(BaseSettings):
     top_k: int = Field(default=5, ge=1, le=50, validation_alias="BOOKTUTOR_TOP_K")
     max_message_chars: int = Field(default=4000, ge=1, validation_alias="BOOKTUTOR_MAX_MESSAGE_CHARS")
     max_selection_chars: int = Field(default=8000, ge=1, validation_alias="BOOKTUTOR_MAX_SELECTION_CHARS")
+
+    # -- the language model: an OpenAI-compatible endpoint when a key or base URL is set, offline otherwise --
+    openai_api_key: Optional[str] = Field(default=None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: Optional[str] = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    model: Optional[str] = Field(default=None, validation_alias="BOOKTUTOR_MODEL")
+    answer_model: Optional[str] = Field(default=None, validation_alias="BOOKTUTOR_ANSWER_MODEL")
+    rewrite_model: Optional[str] = Field(default=None, validation_alias="BOOKTUTOR_REWRITE_MODEL")
+    translate_model: Optional[str] = Field(default=None, validation_alias="BOOKTUTOR_TRANSLATE_MODEL")
+    personalize_model: Optional[str] = Field(default=None, validation_alias="BOOKTUTOR_PERSONALIZE_MODEL")
+    model_timeout: float = Field(default=60, gt=0, validation_alias="BOOKTUTOR_MODEL_TIMEOUT")
+    model_retries: int = Field(default=2, ge=0, validation_alias="BOOKTUTOR_MODEL_RETRIES")
 
     # -- the HTTP server --
     environment: Literal["development", "production"] = Field(default="development", validation_alias="BOOKTUTOR_ENV")
@@ -81,17 +103,38 @@ class Settings(BaseSettings):
     def qdrant_path(self) -> Path:
         return self.home / "qdrant"
 
-    def context(self, **overrides) -> Context:
-        """The graph's per-run context for this process."""
-        return Context(
-            home=str(self.home),
-            qdrant_url=self.qdrant_url,
-            qdrant_api_key=self.qdrant_api_key,
-            collection=self.collection,
-            embedding_model=self.embedding_model,
-            k=self.top_k,
-            **overrides,
+    @property
+    def model_endpoint(self) -> Endpoint:
+        return Endpoint(
+            base_url=self.openai_base_url,
+            api_key=self.openai_api_key,
+            timeout=self.model_timeout,
+            retries=self.model_retries,
         )
+
+    def model_for(self, role: Role) -> str:
+        """The model a role asks for: its own variable, else BOOKTUTOR_MODEL, else the default."""
+        return getattr(self, f"{role}_model") or self.model or DEFAULT_MODEL
+
+    def context_defaults(self) -> dict[str, Any]:
+        """The graph context's fields as this process configures them."""
+        return {
+            "home": str(self.home),
+            "qdrant_url": self.qdrant_url,
+            "qdrant_api_key": self.qdrant_api_key,
+            "collection": self.collection,
+            "embedding_model": self.embedding_model,
+            "k": self.top_k,
+            "endpoint": self.model_endpoint,
+            **{f"{role}_model": self.model_for(role) for role in ROLES},
+        }
+
+    def context(self, **overrides: Any) -> "Context":
+        """The graph's per-run context for this process; `overrides` set per-run fields (profile, a model)."""
+        # Imported here: the context module takes its own defaults from this one.
+        from booktutor.graphs.context import Context
+
+        return Context(**{**self.context_defaults(), **overrides})
 
 
 @lru_cache(maxsize=1)
