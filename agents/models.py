@@ -7,38 +7,29 @@ both decided by the settings. With no endpoint every role falls back to the offl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, Optional
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable, RunnableLambda
 
+from booktutor.agents.endpoint import DEFAULT_MODEL, OFFLINE, ROLES, Endpoint, Role
 from booktutor.agents.offline import OFFLINE_MODEL_NAME, OfflineChatModel
 from booktutor.agents.prompts import PERSONALIZE_PROMPT, REWRITE_PROMPT, TRANSLATE_PROMPT, describe_reader
 
-Role = Literal["answer", "rewrite", "translate", "personalize"]
-ROLES: tuple[Role, ...] = ("answer", "rewrite", "translate", "personalize")
-DEFAULT_MODEL = "gpt-4o-mini"
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """An OpenAI-compatible server. Neither a base URL nor a key means none: the offline model speaks."""
-
-    base_url: Optional[str] = None
-    api_key: Optional[str] = None
-    timeout: float = 60.0
-    retries: int = 2
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.base_url or self.api_key)
-
-
-OFFLINE = Endpoint()
-
+__all__ = [
+    "DEFAULT_MODEL",
+    "OFFLINE",
+    "ROLES",
+    "Endpoint",
+    "Role",
+    "answer_model",
+    "chat_model",
+    "model_name",
+    "personalizer",
+    "rewriter",
+    "translator",
+]
 
 def model_name(endpoint: Endpoint = OFFLINE, model: str = DEFAULT_MODEL) -> str:
     """The model that really speaks: `model` on a configured endpoint, else the offline model's name."""

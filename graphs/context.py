@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from booktutor.agents.models import Endpoint, Role
+from booktutor.agents.endpoint import Endpoint, Role
 from booktutor.graphs.settings import get_settings
 from booktutor.tools.index import BookIndex, open_book_index
 

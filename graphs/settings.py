@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from booktutor.agents.models import DEFAULT_MODEL, ROLES, Endpoint, Role
+from booktutor.agents.endpoint import DEFAULT_MODEL, ROLES, Endpoint, Role
 
 if TYPE_CHECKING:
     from booktutor.graphs.context import Context
@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     personalize_model: Optional[str] = Field(default=None, validation_alias="BOOKTUTOR_PERSONALIZE_MODEL")
     model_timeout: float = Field(default=60, gt=0, validation_alias="BOOKTUTOR_MODEL_TIMEOUT")
     model_retries: int = Field(default=2, ge=0, validation_alias="BOOKTUTOR_MODEL_RETRIES")
+
+    log_level: Optional[str] = Field(default=None, validation_alias="BOOKTUTOR_LOG_LEVEL")
 
     # -- the HTTP server --
     environment: Literal["development", "production"] = Field(default="development", validation_alias="BOOKTUTOR_ENV")

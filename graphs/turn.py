@@ -5,10 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
-from langchain_core.messages import HumanMessage
-
 from booktutor.tools.errors import InvalidInputError
-from booktutor.tools.translation import language_info
 
 if TYPE_CHECKING:
     from booktutor.graphs.settings import Settings
@@ -48,6 +45,9 @@ class TurnInput:
             if "\x00" in (getattr(self, name) or ""):
                 raise InvalidInputError(f"The {name.replace('_', ' ')} contains a NUL character.", code="nul_character")
         if self.language:
+            # Imported here: the CLI checks a turn before it loads the model stack, and so stays quick.
+            from booktutor.tools.translation import language_info
+
             language_info(self.language)
 
     @property
@@ -60,6 +60,8 @@ class TurnInput:
 
         Every per-turn field is sent, even when empty, so a turn never inherits the previous one's.
         """
+        from langchain_core.messages import HumanMessage
+
         return {
             "messages": [HumanMessage(self.message.strip())],
             "selected_text": self.selected_text or None,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -280,7 +279,7 @@ def serve(
     except ValidationError as error:
         err.print(f"[bold red]error[/] (bad_settings): {error.errors()[0]['msg']}", highlight=False)
         raise typer.Exit(1)
-    configure_logging(os.getenv("BOOKTUTOR_LOG_LEVEL", "INFO"))
+    configure_logging(settings.log_level or "INFO")
     # Reach the database and the index before uvicorn starts, so a misconfiguration is one clear line.
     from booktutor.server.db import database_url, run_migrations
 
@@ -318,6 +317,16 @@ def migrate() -> None:
     out.print("[bold green]Database is up to date.[/]")
 
 
+def _log_level(default: str) -> str:
+    from pydantic import ValidationError
+
+    try:
+        return get_settings().log_level or default
+    except ValidationError:
+        # Bad settings are reported by the command that needs them, as one clear line.
+        return default
+
+
 def main() -> None:
     """Console-script entry point."""
     import atexit
@@ -332,7 +341,7 @@ def main() -> None:
     # Qdrant's local client fails noisily if it is still open while the interpreter shuts down.
     atexit.register(close_all)
     warnings.filterwarnings("ignore", module="platformdirs")
-    logging.basicConfig(level=os.getenv("BOOKTUTOR_LOG_LEVEL", "WARNING"), stream=sys.stderr)
+    logging.basicConfig(level=_log_level("WARNING"), stream=sys.stderr)
     # pgserver and httpx log at INFO; keep the terminal for answers.
     for noisy in ("httpx", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
