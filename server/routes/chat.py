@@ -14,19 +14,30 @@ from booktutor.server.auth import Reader
 from booktutor.server.deps import CurrentReader, RunsDep, SessionDep, SettingsDep
 from booktutor.server.runs import Run, RunManager
 from booktutor.server.sse import STREAM_RESPONSE, sse_event, sse_response
+from booktutor.server.threads import THREAD_ID
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 
 _THREAD_ID = Field(
     default=None,
     validation_alias=AliasChoices("thread_id", "session_id"),
-    max_length=64,
-    pattern=r"^[A-Za-z0-9_.:-]+$",
+    pattern=f"^{THREAD_ID.pattern}$",
     description="Continue this thread (`session_id` is accepted too); leave out to start one.",
 )
 
 
-class ChatRequest(BaseModel):
+class _TurnRequest(BaseModel):
+    message: str
+    selected_text: Optional[str]
+    page: Optional[str]
+    language: Optional[str]
+
+    def turn(self) -> TurnInput:
+        """The request's turn inputs as the one value the tutor and the graph take."""
+        return TurnInput(message=self.message, selected_text=self.selected_text, page=self.page, language=self.language)
+
+
+class ChatRequest(_TurnRequest):
     """A chat turn. Field names follow what book front ends already send."""
 
     # Front ends send extra fields (user ids, UI state); ignoring them loses nothing we store.
@@ -38,11 +49,8 @@ class ChatRequest(BaseModel):
     language: Optional[str] = Field(default=None, max_length=16, description="Answer language, e.g. `ur`.")
     page: Optional[str] = Field(default=None, max_length=1024, description="Doc path or URL the reader is on.")
 
-    def turn(self) -> TurnInput:
-        return TurnInput(message=self.message, selected_text=self.selected_text, page=self.page, language=self.language)
 
-
-class ExplainRequest(BaseModel):
+class ExplainRequest(_TurnRequest):
     """Explain (or ask about) a selected passage."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
@@ -56,9 +64,6 @@ class ExplainRequest(BaseModel):
     thread_id: Optional[str] = _THREAD_ID
     language: Optional[str] = Field(default=None, max_length=16)
     page: Optional[str] = Field(default=None, max_length=1024)
-
-    def turn(self) -> TurnInput:
-        return TurnInput(message=self.message, selected_text=self.selected_text, page=self.page, language=self.language)
 
 
 def stream_url(run: Run) -> str:
