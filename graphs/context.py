@@ -8,11 +8,10 @@ field per run (another model for a role, a smaller `k`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 from booktutor.agents.endpoint import Endpoint, Role
-from booktutor.graphs.settings import get_settings
+from booktutor.graphs.settings import get_settings, local_index_path
 from booktutor.tools.index import BookIndex, open_book_index
 
 
@@ -67,7 +66,7 @@ def open_index(context: Context) -> BookIndex:
     `open_book_index` keeps one client per location, so every caller shares the one opened index.
     """
     return open_book_index(
-        path=None if context.qdrant_url else Path(context.home) / "qdrant",
+        path=None if context.qdrant_url else local_index_path(context.home),
         url=context.qdrant_url,
         api_key=context.qdrant_api_key,
         collection=context.collection,

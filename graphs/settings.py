@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from booktutor.graphs.context import Context
 
 
+def local_index_path(home: Path | str) -> Path:
+    """The local Qdrant folder inside a data folder."""
+    return Path(home) / "qdrant"
+
+
 class Settings(BaseSettings):
     """Everything a booktutor process needs to know; every field has an environment variable."""
 
@@ -103,7 +108,8 @@ class Settings(BaseSettings):
 
     @property
     def qdrant_path(self) -> Path:
-        return self.home / "qdrant"
+        """Where Qdrant local mode keeps the index when no QDRANT_URL is set."""
+        return local_index_path(self.home)
 
     @property
     def model_endpoint(self) -> Endpoint:
