@@ -1,67 +1,72 @@
-"""Who speaks: the chat model for each role, OpenAI-compatible when configured, offline otherwise.
+"""Who speaks: the chat model for each role, OpenAI-compatible when an endpoint is given, offline otherwise.
 
-Roles are `answer`, `rewrite`, `translate` and `personalize`. An OpenAI-compatible endpoint is used when
-OPENAI_API_KEY or OPENAI_BASE_URL is set; BOOKTUTOR_<ROLE>_MODEL picks the model of a role and
-BOOKTUTOR_MODEL the default for all of them.
+Roles are `answer`, `rewrite`, `translate` and `personalize`. Nothing here reads the environment: the
+caller hands over an `Endpoint` (where an OpenAI-compatible server is) and the model name of the role,
+both decided by the settings. With no endpoint every role falls back to the offline model.
 """
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
-from typing import Callable, Literal
+from typing import Callable
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable, RunnableLambda
 
+from booktutor.agents.endpoint import DEFAULT_MODEL, OFFLINE, ROLES, Endpoint, Role
 from booktutor.agents.offline import OFFLINE_MODEL_NAME
 from booktutor.agents.prompts import PERSONALIZE_PROMPT, REWRITE_PROMPT, TRANSLATE_PROMPT, describe_reader
 
-Role = Literal["answer", "rewrite", "translate", "personalize"]
-DEFAULT_MODEL = "gpt-4o-mini"
+__all__ = [
+    "DEFAULT_MODEL",
+    "OFFLINE",
+    "ROLES",
+    "Endpoint",
+    "Role",
+    "answer_model",
+    "chat_model",
+    "model_name",
+    "personalizer",
+    "rewriter",
+    "translator",
+]
 
-
-def model_configured() -> bool:
-    """True when an OpenAI-compatible endpoint is configured."""
-    return bool(os.getenv("OPENAI_API_KEY") or os.getenv("OPENAI_BASE_URL"))
-
-
-def model_name(role: Role) -> str:
-    """The model a role uses, or the offline model's name when none is configured."""
-    if not model_configured():
-        return OFFLINE_MODEL_NAME
-    return os.getenv(f"BOOKTUTOR_{role.upper()}_MODEL") or os.getenv("BOOKTUTOR_MODEL") or DEFAULT_MODEL
+def model_name(endpoint: Endpoint = OFFLINE, model: str = DEFAULT_MODEL) -> str:
+    """The model that really speaks: `model` on a configured endpoint, else the offline model's name."""
+    return model if endpoint.configured else OFFLINE_MODEL_NAME
 
 
 @lru_cache(maxsize=16)
-def _openai_chat(model: str, base_url: str | None, api_key: str | None, temperature: float) -> BaseChatModel:
+def _openai_chat(model: str, endpoint: Endpoint, temperature: float) -> BaseChatModel:
     from langchain_openai import ChatOpenAI
 
     return ChatOpenAI(
         model=model,
-        base_url=base_url,
+        base_url=endpoint.base_url,
         # Local servers (llama.cpp, vLLM, Ollama) accept any key but the client insists on one.
-        api_key=api_key or "not-needed",
+        api_key=endpoint.api_key or "not-needed",
         temperature=temperature,
-        timeout=float(os.getenv("BOOKTUTOR_MODEL_TIMEOUT", "60")),
-        max_retries=int(os.getenv("BOOKTUTOR_MODEL_RETRIES", "2")),
+        timeout=endpoint.timeout,
+        max_retries=endpoint.retries,
         stream_usage=True,
     )
 
 
-def chat_model(role: Role) -> BaseChatModel | None:
-    """The configured language model for `role`, or None when there is none."""
-    if not model_configured():
+def chat_model(role: Role, endpoint: Endpoint = OFFLINE, model: str = DEFAULT_MODEL) -> BaseChatModel | None:
+    """The language model for `role` on `endpoint`, or None when there is no endpoint."""
+    if not endpoint.configured:
         return None
     temperature = 0.0 if role == "rewrite" else 0.2
-    return _openai_chat(model_name(role), os.getenv("OPENAI_BASE_URL"), os.getenv("OPENAI_API_KEY"), temperature)
+    return _openai_chat(model, endpoint, temperature)
 
 
-def answer_model(offline: Callable[[], BaseChatModel]) -> BaseChatModel:
-    """The model that writes answers: never None, `offline()` (the `OfflineChatModel` its caller builds
-    with the book's tools) stands in."""
-    return chat_model("answer") or offline()
+def answer_model(
+    offline: Callable[[], BaseChatModel], endpoint: Endpoint = OFFLINE, model: str = DEFAULT_MODEL
+) -> BaseChatModel:
+    """The model that writes answers: never None; with no endpoint `offline()` (the `OfflineChatModel`
+    its caller builds with the book's embeddings and Markdown reader) stands in."""
+    return chat_model("answer", endpoint, model) or offline()
 
 
 def _rewrite_inputs(inputs: dict) -> dict:
@@ -72,23 +77,23 @@ def _rewrite_inputs(inputs: dict) -> dict:
     }
 
 
-def rewriter() -> Runnable | None:
+def rewriter(endpoint: Endpoint = OFFLINE, model: str = DEFAULT_MODEL) -> Runnable | None:
     """{question, history, profile} -> standalone query, or None offline (the rewrite tool falls back)."""
-    model = chat_model("rewrite")
-    return RunnableLambda(_rewrite_inputs) | REWRITE_PROMPT | model | StrOutputParser() if model else None
+    chat = chat_model("rewrite", endpoint, model)
+    return RunnableLambda(_rewrite_inputs) | REWRITE_PROMPT | chat | StrOutputParser() if chat else None
 
 
-def translator() -> Runnable | None:
-    """prompt | model for translation, or None when no language model is configured."""
-    model = chat_model("translate")
-    return TRANSLATE_PROMPT | model | StrOutputParser() if model else None
+def translator(endpoint: Endpoint = OFFLINE, model: str = DEFAULT_MODEL) -> Runnable | None:
+    """prompt | model for translation, or None when there is no endpoint."""
+    chat = chat_model("translate", endpoint, model)
+    return TRANSLATE_PROMPT | chat | StrOutputParser() if chat else None
 
 
 def _personalize_inputs(inputs: dict) -> dict:
     return {"text": inputs["text"], "reader": describe_reader(inputs.get("profile"))}
 
 
-def personalizer() -> Runnable | None:
-    """{text, profile} -> the section rewritten for that reader, or None when no language model is configured."""
-    model = chat_model("personalize")
-    return RunnableLambda(_personalize_inputs) | PERSONALIZE_PROMPT | model | StrOutputParser() if model else None
+def personalizer(endpoint: Endpoint = OFFLINE, model: str = DEFAULT_MODEL) -> Runnable | None:
+    """{text, profile} -> the section rewritten for that reader, or None when there is no endpoint."""
+    chat = chat_model("personalize", endpoint, model)
+    return RunnableLambda(_personalize_inputs) | PERSONALIZE_PROMPT | chat | StrOutputParser() if chat else None

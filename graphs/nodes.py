@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
@@ -17,11 +16,10 @@ from langgraph.types import Overwrite
 from booktutor.agents.models import answer_model, model_name, rewriter, translator
 from booktutor.agents.offline import OfflineChatModel
 from booktutor.agents.prompts import answer_messages
-from booktutor.graphs.context import Context
+from booktutor.graphs.context import Context, open_index
 from booktutor.graphs.state import State, TurnKind
 from booktutor.tools.embeddings import offline_embeddings
 from booktutor.tools.errors import BooktutorError
-from booktutor.tools.index import open_book_index
 from booktutor.tools.markdown import prose
 from booktutor.tools.personalization import build_rewrite_tool, looks_like_follow_up
 from booktutor.tools.retrieval import build_search_tool
@@ -75,31 +73,24 @@ def classify_turn(question: str, *, selected_text: str | None, has_history: bool
     return "question"
 
 
-def target_language(state: State, context: Context) -> str | None:
-    """The language to answer in: the turn's, else the reader's preferred one, else None (English)."""
-    inputs = turn_inputs(state)
-    language = inputs.get("language") or (context.profile or {}).get("preferred_language")
-    if state.get("turn") == "translate" and not inputs.get("language"):
-        asked = re.search(r"\b(?:in|into|to)\s+([a-z]+)", _last_human(state["messages"]).text, re.I)
-        language = _LANGUAGE_NAMES.get(asked.group(1).lower(), language) if asked else language
+def translate_to(turn: TurnKind, inputs: dict[str, Any], question: str, profile: dict[str, Any] | None) -> str | None:
+    """The language this turn's reply is translated into, or None when it is read in English as written.
+
+    The turn's own language comes first, then the reader's preferred one; a translate request may name
+    its language in words ("translate this into Urdu") and is translated into English otherwise.
+    """
+    language = inputs.get("language") or (profile or {}).get("preferred_language")
+    if turn == "translate":
+        asked = None if inputs.get("language") else re.search(r"\b(?:in|into|to)\s+([a-z]+)", question, re.I)
+        if asked:
+            language = _LANGUAGE_NAMES.get(asked.group(1).lower(), language)
+        return language or "en"
     return None if not language or language.split("-")[0].lower() == "en" else language
-
-
-@lru_cache(maxsize=8)
-def _search_tool(home: str, url: str | None, api_key: str | None, collection: str, embedding: str | None) -> BaseTool:
-    index = open_book_index(
-        path=None if url else Path(home) / "qdrant",
-        url=url,
-        api_key=api_key,
-        collection=collection,
-        embedding_model=embedding,
-    )
-    return build_search_tool(index)
 
 
 def search_tool(context: Context) -> BaseTool:
     """The `search_book` tool over the index this run's context points at."""
-    return _search_tool(context.home, context.qdrant_url, context.qdrant_api_key, context.collection, context.embedding_model)
+    return build_search_tool(open_index(context))
 
 
 @lru_cache(maxsize=1)
@@ -116,7 +107,8 @@ async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Decide the kind of turn and file this turn's inputs with the reader's message.
 
     The per-turn inputs move onto the human message (so the thread's history shows what was selected)
-    and their channels are cleared, so nothing leaks into the next turn.
+    and their channels are cleared, so nothing leaks into the next turn. Whether the reply is translated
+    is decided here, once, so a caller knows before the answer streams.
     """
     human = _last_human(state["messages"])
     inputs = {key: state.get(key) for key in TURN_INPUTS if state.get(key)}
@@ -125,6 +117,7 @@ async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     return {
         "messages": [filed],
         "turn": turn,
+        "translate_to": translate_to(turn, inputs, human.text, _context(runtime).profile),
         "query": human.text,
         "passages": Overwrite([]),
         "citations": [],
@@ -141,7 +134,7 @@ async def rewrite_query(state: State, runtime: Runtime[Context]) -> dict[str, An
         f"{'user' if isinstance(m, HumanMessage) else 'assistant'}: {m.text}"
         for m in _history(state["messages"], context.history_turns)
     ]
-    tool = build_rewrite_tool(await asyncio.to_thread(rewriter))
+    tool = build_rewrite_tool(await asyncio.to_thread(rewriter, context.endpoint, context.rewrite_model))
     # Only an explain turn reaches this step with a selection (a translate turn skips it).
     selected = turn_inputs(state).get("selected_text")
     query = await tool.ainvoke(
@@ -191,13 +184,13 @@ async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         profile=context.profile,
     )
     # Building a client loads certificates from disk, so the first call happens off the event loop.
-    model = await asyncio.to_thread(answer_model, offline_answer_model)
+    model = await asyncio.to_thread(answer_model, offline_answer_model, context.endpoint, context.answer_model)
     response = await model.ainvoke(messages)
     citations = cited(response.text, passages)
     message = AIMessage(
         content=response.text,
         id=response.id,
-        additional_kwargs={"citations": citations, "model": model_name("answer")},
+        additional_kwargs={"citations": citations, "model": model_name(context.endpoint, context.answer_model)},
         response_metadata=response.response_metadata,
         usage_metadata=response.usage_metadata,
     )
@@ -207,7 +200,7 @@ async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
 async def translate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Translate the answer (or, on a translate turn, the selection or last answer) into the reader's language."""
     context = _context(runtime)
-    language = target_language(state, context) or "en"
+    language = state.get("translate_to") or "en"
     messages = state["messages"]
     if state.get("turn") == "translate":
         source = turn_inputs(state).get("selected_text") or next(
@@ -220,13 +213,13 @@ async def translate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     if not source.strip():
         return {"error": {"code": "nothing_to_translate", "message": "There is no text to translate yet."}}
     try:
-        tool = build_translate_tool(await asyncio.to_thread(translator))
+        tool = build_translate_tool(await asyncio.to_thread(translator, context.endpoint, context.translate_model))
         result = await tool.ainvoke({"text": source, "language": language})
     except BooktutorError as exc:
         return {"error": exc.as_dict()}
     extra = {"language": result["language"], "direction": result["direction"]}
     if target is None:
-        return {"messages": [AIMessage(result["text"], additional_kwargs={**extra, "model": model_name("translate")})]}
+        return {"messages": [AIMessage(result["text"], additional_kwargs={**extra, "model": model_name(context.endpoint, context.translate_model)})]}
     translated = target.model_copy(
         update={
             "content": result["text"],
@@ -249,6 +242,6 @@ def route_turn(state: State) -> Literal["rewrite_query", "answer", "translate"]:
     return "rewrite_query"
 
 
-def route_after_answer(state: State, runtime: Runtime[Context]) -> Literal["translate", "__end__"]:
-    """Translate the answer when the reader reads another language."""
-    return "translate" if target_language(state, _context(runtime)) else END
+def route_after_answer(state: State) -> Literal["translate", "__end__"]:
+    """Translate the answer when the route step decided the reader reads another language."""
+    return "translate" if state.get("translate_to") else END

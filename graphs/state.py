@@ -42,6 +42,8 @@ class State(InputState, total=False):
 
     turn: TurnKind
     """What kind of turn the route step decided this is."""
+    translate_to: Optional[str]
+    """The language the route step decided the reply is translated into; None means it stays English."""
     query: str
     """The standalone search query the rewrite step produced."""
     passages: Annotated[list[Passage], add_passages]
@@ -63,5 +65,8 @@ class OutputState(TypedDict, total=False):
     """Every passage the answer was given."""
     turn: TurnKind
     """The kind of turn."""
+    translate_to: Optional[str]
+    """The language the reply was to be translated into (None: English); the reply itself says the
+    language it ended up in, which stays English when translation failed."""
     error: Optional[dict[str, str]]
     """A failure to show, if any."""

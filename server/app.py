@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
+from booktutor.graphs.context import open_index
 from booktutor.server.auth import Authenticator
 from booktutor.server.errors import install_error_handlers
 from booktutor.server.limits import BodySizeLimit, RateLimiter
@@ -18,7 +19,6 @@ from booktutor.server.routes import chapters, chat, feedback, health, ingest, pr
 from booktutor.server.runs import RunManager
 from booktutor.server.settings import Settings, get_settings
 from booktutor.server.tutor import open_tutor
-from booktutor.tools.index import open_book_index
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -29,14 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_tutor(settings) as tutor:
             # Opening the index here loads the embedding model once, before the first reader waits for it.
-            app.state.index = await asyncio.to_thread(
-                open_book_index,
-                path=None if settings.qdrant_url else settings.qdrant_path,
-                url=settings.qdrant_url,
-                api_key=settings.qdrant_api_key,
-                collection=settings.collection,
-                embedding_model=settings.embedding_model,
-            )
+            app.state.index = await asyncio.to_thread(open_index, settings.context())
             await asyncio.to_thread(app.state.index.embeddings.embed_query, "warm up")
             # In local mode, searches run on an in-memory mirror of the index; load it now, not on the
             # first question.

@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 from pydantic import BaseModel
 
-from booktutor.tools.errors import BooktutorError
+from booktutor.server.errors import HttpError
 
 HS256 = "HS256"
 VISITOR_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
@@ -34,16 +34,10 @@ class Reader(BaseModel):
         return self.id.removeprefix("anon:") if self.anonymous else None
 
 
-class AuthError(BooktutorError):
-    """The request could not be tied to a reader; answered with HTTP 401 unless `status` says otherwise."""
+class AuthError(HttpError):
+    """The request could not be tied to a reader (401; 503 when the sign-in service is unreachable)."""
 
     code = "auth_failed"
-    status = 401
-
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
-        super().__init__(message, code=code)
-        if status is not None:
-            self.status = status
 
 
 def anonymous_allowed(settings: Any) -> bool:
@@ -160,7 +154,6 @@ class Authenticator:
             raise AuthError(
                 "The sign-in service's keys could not be fetched; try again shortly.",
                 code="auth_unavailable",
-                status=503,
             ) from None
         except jwt.PyJWTError:
             raise AuthError("The sign-in token was not signed by a key this server trusts.", code="invalid_token") from None

@@ -11,7 +11,6 @@ import asyncio
 import errno
 import json
 import logging
-import os
 import socket
 import sys
 from pathlib import Path
@@ -21,7 +20,6 @@ import typer
 from rich.console import Console
 
 from booktutor.server.settings import Settings, get_settings
-from booktutor.server.turn_checks import validate_turn
 from booktutor.tools.docs_folder import check_docs_folder
 from booktutor.tools.errors import BooktutorError
 from booktutor.tools.eval_questions import load_questions
@@ -38,11 +36,16 @@ out = Console()
 err = Console(stderr=True)
 
 
+# What a command-line user can do about an error; the error itself says only what is wrong.
+ADVICE = {"thread_not_found": "Leave out --thread to start a new conversation."}
+
+
 def _fail(error: BooktutorError, *, as_json: bool = False) -> None:
+    message = " ".join(filter(None, (error.message, ADVICE.get(error.code))))
     if as_json:
-        print(json.dumps({"error": error.as_dict()}))
+        print(json.dumps({"error": {"code": error.code, "message": message}}))
     else:
-        err.print(f"[bold red]error[/] ({error.code}): {error.message}", highlight=False)
+        err.print(f"[bold red]error[/] ({error.code}): {message}", highlight=False)
     raise typer.Exit(1)
 
 
@@ -134,15 +137,9 @@ async def _ingest(
 
 
 def _open_index(settings: Settings):
-    from booktutor.tools.index import open_book_index
+    from booktutor.graphs.context import open_index
 
-    return open_book_index(
-        path=None if settings.qdrant_url else settings.qdrant_path,
-        url=settings.qdrant_url,
-        api_key=settings.qdrant_api_key,
-        collection=settings.collection,
-        embedding_model=settings.embedding_model,
-    )
+    return open_index(settings.context())
 
 
 # -- ask and chat ------------------------------------------------------------------------------------
@@ -158,11 +155,11 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streaming text."),
 ) -> None:
     """Ask one question; prints the answer with its sources and the thread id."""
+    from booktutor.graphs.turn import TurnInput
+
     settings = get_settings()
-    result = _run(
-        _ask(settings, question, thread=thread, selected_text=selected_text, page=page, language=language, stream=not as_json),
-        as_json=as_json,
-    )
+    turn = TurnInput(message=question, selected_text=selected_text, page=page, language=language)
+    result = _run(_ask(settings, turn, thread=thread, stream=not as_json), as_json=as_json)
     if as_json:
         print(json.dumps(result.as_dict(), ensure_ascii=False))
     else:
@@ -174,20 +171,20 @@ def ask(
         raise typer.Exit(1)
 
 
-async def _ask(settings: Settings, question: str, *, stream: bool, **turn: Any):
+async def _ask(settings: Settings, turn, *, stream: bool, thread: str | None):
     # Checked before the tutor is imported and Postgres starts, so bad input fails at once and writes nothing.
-    validate_turn(settings, message=question, selected_text=turn.get("selected_text"), language=turn.get("language"))
+    turn.validate(settings)
     from booktutor.server.tutor import open_tutor
 
     async with open_tutor(settings) as tutor:
-        return await _turn(tutor, question, stream=stream, **turn)
+        return await _turn(tutor, turn, stream=stream, thread=thread)
 
 
-async def _turn(tutor, question: str, *, stream: bool, thread: str | None, **turn: Any):
+async def _turn(tutor, turn, *, stream: bool, thread: str | None):
     def on_token(token: str) -> None:
         out.print(token, end="", markup=False, highlight=False, soft_wrap=True)
 
-    result = await tutor.run_turn(question, thread_id=thread, on_token=on_token if stream else None, **turn)
+    result = await tutor.run_turn(turn, thread_id=thread, on_token=on_token if stream else None)
     if stream:
         out.print()
     return result
@@ -217,6 +214,7 @@ def chat(
 
 
 async def _chat(settings: Settings, *, thread: str | None, language: str | None) -> None:
+    from booktutor.graphs.turn import TurnInput
     from booktutor.server.tutor import open_tutor
 
     async with open_tutor(settings) as tutor:
@@ -242,7 +240,7 @@ async def _chat(settings: Settings, *, thread: str | None, language: str | None)
                 continue
             out.print("[bold]tutor>[/] ", end="")
             try:
-                result = await _turn(tutor, question, stream=True, thread=thread, language=language)
+                result = await _turn(tutor, TurnInput(message=question, language=language), stream=True, thread=thread)
             except BooktutorError as error:
                 err.print(f"[bold red]error[/] ({error.code}): {error.message}", highlight=False)
                 continue
@@ -322,7 +320,7 @@ def serve(
     from booktutor.server.db import database_url, run_migrations
     from booktutor.server.observability import configure_logging
 
-    configure_logging(os.getenv("BOOKTUTOR_LOG_LEVEL", "INFO"))
+    configure_logging(settings.log_level or "INFO")
     # Reach the database and the index before uvicorn starts, so a misconfiguration is one clear line.
     try:
         run_migrations(database_url(settings))
@@ -380,6 +378,16 @@ def _close_indexes() -> None:
         index.close_all()
 
 
+def _log_level(default: str) -> str:
+    from pydantic import ValidationError
+
+    try:
+        return get_settings().log_level or default
+    except ValidationError:
+        # Bad settings are reported by the command that needs them, as one clear line.
+        return default
+
+
 def main() -> None:
     """Console-script entry point."""
     import atexit
@@ -391,7 +399,7 @@ def main() -> None:
     load_dotenv(Path.cwd() / ".env", override=False)
     atexit.register(_close_indexes)
     warnings.filterwarnings("ignore", module="platformdirs")
-    logging.basicConfig(level=os.getenv("BOOKTUTOR_LOG_LEVEL", "WARNING"), stream=sys.stderr)
+    logging.basicConfig(level=_log_level("WARNING"), stream=sys.stderr)
     # httpx logs every request at INFO; keep the terminal for answers.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     app()

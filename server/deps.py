@@ -1,4 +1,4 @@
-"""FastAPI dependencies as `Annotated` aliases: settings, the tutor, runs, the reader, a DB session."""
+"""FastAPI dependencies as `Annotated` aliases: settings, the tutor, runs, the reader, a DB session, a thread."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from booktutor.server.auth import Reader
 from booktutor.server.errors import ApiError
+from booktutor.server.models import Thread
 from booktutor.server.observability import reader_id_var
 from booktutor.server.runs import RunManager
 from booktutor.server.settings import Settings
+from booktutor.server.threads import owned_thread
 from booktutor.server.tutor import Tutor
 
 
@@ -52,8 +54,15 @@ async def _limited_reader(request: Request, reader: Annotated[Reader, Depends(_r
 
 async def _admin(reader: Annotated[Reader, Depends(_limited_reader)]) -> Reader:
     if not reader.admin:
-        raise ApiError(403, "forbidden", "This needs an admin token.")
+        raise ApiError("forbidden", "This needs an admin token.")
     return reader
+
+
+async def _owned_thread(
+    thread_id: str, reader: Annotated[Reader, Depends(_limited_reader)], session: Annotated[AsyncSession, Depends(_session)]
+) -> Thread:
+    """The `{thread_id}` of the path, when it is this reader's (`thread_not_found` otherwise)."""
+    return await owned_thread(session, thread_id=thread_id, reader_id=reader.id)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
@@ -62,3 +71,4 @@ RunsDep = Annotated[RunManager, Depends(_runs)]
 SessionDep = Annotated[AsyncSession, Depends(_session)]
 CurrentReader = Annotated[Reader, Depends(_limited_reader)]
 AdminReader = Annotated[Reader, Depends(_admin)]
+OwnedThread = Annotated[Thread, Depends(_owned_thread)]

@@ -13,37 +13,83 @@ from booktutor.tools.errors import BooktutorError
 
 log = logging.getLogger("booktutor.server")
 
-# HTTP status for error codes raised below the server (tools, graphs, the tutor).
+# The one table from error code to HTTP status, for errors raised anywhere (tools, graphs, the tutor,
+# the HTTP layer). A code not listed is a request the caller can fix: 400.
 STATUS_BY_CODE = {
-    "thread_not_found": 404,
-    "run_not_found": 404,
-    "chapter_not_found": 404,
+    # the request itself
+    "malformed_json": 400,
+    "invalid_request": 422,
+    "invalid_last_event_id": 400,
+    "body_too_large": 413,
+    # a turn's input (graphs/turn.py) and other languages
+    "empty_message": 400,
+    "message_too_long": 400,
+    "selection_too_long": 400,
+    "nul_character": 400,
+    "unsupported_language": 400,
+    # chapters
     "chapter_empty": 400,
     "chapter_too_large": 413,
+    "chapter_not_found": 404,
     "profile_required": 409,
-    "model_error": 502,
+    # who is asking
+    "auth_required": 401,
+    "auth_failed": 401,
+    "invalid_token": 401,
+    "token_expired": 401,
+    "invalid_visitor_id": 401,
+    "auth_not_configured": 401,
+    "auth_unavailable": 503,
+    "forbidden": 403,
+    "rate_limited": 429,
+    # what they ask about
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "thread_not_found": 404,
+    "message_not_found": 404,
+    "run_not_found": 404,
     "thread_busy": 409,
     "run_finished": 409,
+    "ingest_running": 409,
+    # ingest: the folder named cannot be ingested
+    "ingest_failed": 400,
+    "docs_not_found": 400,
+    "docs_not_a_folder": 400,
+    "docs_empty": 400,
+    # what the server depends on
+    "model_error": 502,
+    "translation_failed": 502,
     "model_required": 503,
     "index_empty": 503,
     "index_locked": 503,
     "index_unavailable": 503,
+    "index_unconfigured": 503,
+    "embedding_mismatch": 503,
     "database_unavailable": 503,
     "server_busy": 503,
-    "embedding_mismatch": 503,
-    "translation_failed": 502,
-    "rate_limited": 429,
-    "body_too_large": 413,
-    "forbidden": 403,
+    "not_ready": 503,
+    "internal_error": 500,
 }
 
 
-class ApiError(BooktutorError):
-    """An error raised by the HTTP layer itself, with its status."""
+def status_for(code: str) -> int:
+    """The HTTP status of an error code."""
+    return STATUS_BY_CODE.get(code, 400)
 
-    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
+
+class HttpError(BooktutorError):
+    """A booktutor error raised by the HTTP layer; its status comes from the table like every other."""
+
+    @property
+    def status(self) -> int:
+        return status_for(self.code)
+
+
+class ApiError(HttpError):
+    """An error raised by a route or the run manager, optionally with response headers."""
+
+    def __init__(self, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message, code=code)
-        self.status = status
         self.headers = headers or {}
 
 
@@ -58,11 +104,10 @@ def _count(request: Request, code: str) -> None:
 
 
 def error_response(error: BooktutorError) -> JSONResponse:
-    status = getattr(error, "status", None) or STATUS_BY_CODE.get(error.code, 400)
     headers = dict(getattr(error, "headers", {}) or {})
     if getattr(error, "retry_after", None):
         headers["Retry-After"] = str(error.retry_after)
-    return JSONResponse(envelope(error.code, error.message), status_code=status, headers=headers)
+    return JSONResponse(envelope(error.code, error.message), status_code=status_for(error.code), headers=headers)
 
 
 def _describe(error: dict) -> str:
@@ -81,13 +126,16 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = error.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             _count(request, "malformed_json")
-            return JSONResponse(envelope("malformed_json", "The request body is not valid JSON."), status_code=400)
+            return JSONResponse(
+                envelope("malformed_json", "The request body is not valid JSON."), status_code=status_for("malformed_json")
+            )
         message = "; ".join(_describe(e) for e in errors[:5])
         _count(request, "invalid_request")
-        return JSONResponse(envelope("invalid_request", message), status_code=422)
+        return JSONResponse(envelope("invalid_request", message), status_code=status_for("invalid_request"))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own errors (an unknown path, a wrong method) arrive with a status; name it.
         codes = {404: "not_found", 405: "method_not_allowed", 401: "auth_required", 403: "forbidden"}
         code = codes.get(error.status_code, "http_error")
         _count(request, code)
@@ -99,4 +147,6 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         _count(request, "internal_error")
-        return JSONResponse(envelope("internal_error", "Something went wrong on our side."), status_code=500)
+        return JSONResponse(
+            envelope("internal_error", "Something went wrong on our side."), status_code=status_for("internal_error")
+        )

@@ -13,7 +13,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from booktutor.server.auth import Reader
-from booktutor.tools.errors import BooktutorError
+from booktutor.server.errors import HttpError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -22,18 +22,16 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class BodyTooLarge(BooktutorError):
+class BodyTooLarge(HttpError):
     """The request body is over the configured limit (HTTP 413)."""
 
     code = "body_too_large"
-    status = 413
 
 
-class RateLimited(BooktutorError):
+class RateLimited(HttpError):
     """The reader made too many requests; `retry_after` is how many seconds to wait (HTTP 429)."""
 
     code = "rate_limited"
-    status = 429
 
     def __init__(self, retry_after: int, message: str | None = None) -> None:
         self.retry_after = max(1, int(retry_after))
@@ -42,11 +40,10 @@ class RateLimited(BooktutorError):
         )
 
 
-class ServerBusy(BooktutorError):
+class ServerBusy(HttpError):
     """Every run slot of this process is taken (HTTP 503)."""
 
     code = "server_busy"
-    status = 503
 
     def __init__(self, message: str = "The tutor is busy with other readers; try again in a moment.") -> None:
         super().__init__(message)
@@ -118,7 +115,7 @@ class BodySizeLimit:
         await send(
             {
                 "type": "http.response.start",
-                "status": BodyTooLarge.status,
+                "status": error.status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),

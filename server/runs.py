@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
+from booktutor.graphs.turn import TurnInput
 from booktutor.server.errors import ApiError
 from booktutor.server.limits import ConcurrencyLimit, ServerBusy
 from booktutor.server.observability import Metrics, run_id_var, thread_id_var
@@ -46,7 +47,7 @@ class Run:
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     def emit(self, event: str, **data: Any) -> Event:
-        item = Event(id=f"{self.id}:{len(self.events)}", event=event, data={"type": event, **data})
+        item = Event(id=f"{self.id}:{len(self.events)}", event=event, data=data)
         self.events.append(item)
         return item
 
@@ -103,7 +104,6 @@ class RunManager:
     def check_thread_free(self, thread_id: str | None) -> None:
         if thread_id and (thread_id in self.active_by_thread or thread_id in self._reserved):
             raise ApiError(
-                409,
                 "thread_busy",
                 "This thread is still answering the previous message. Wait for it to finish or cancel it.",
                 headers={"Retry-After": "1"},
@@ -111,13 +111,10 @@ class RunManager:
 
     async def start(
         self,
+        turn: TurnInput,
         *,
         reader_id: str,
-        message: str,
         thread_id: str | None,
-        selected_text: str | None = None,
-        page: str | None = None,
-        language: str | None = None,
         profile: dict[str, Any] | None = None,
     ) -> Run:
         """Validate, claim the thread, and start the run in the background; returns at once."""
@@ -129,9 +126,7 @@ class RunManager:
         reservation = thread_id or f"new:{uuid.uuid4()}"
         self._reserved.add(reservation)
         try:
-            thread_id, is_new = await self.tutor.begin_turn(
-                message, thread_id=thread_id, selected_text=selected_text, language=language, reader_id=reader_id
-            )
+            thread_id, is_new = await self.tutor.begin_turn(turn, thread_id=thread_id, reader_id=reader_id)
         except BaseException:
             self.slots.release()
             raise
@@ -141,11 +136,10 @@ class RunManager:
         self.runs[run.id] = run
         self.active_by_thread[thread_id] = run.id
         run.emit("metadata", run_id=run.id, thread_id=thread_id, new_thread=is_new)
-        turn = dict(selected_text=selected_text, page=page, language=language, profile=profile)
-        run.task = asyncio.create_task(self._execute(run, message, is_new=is_new, **turn), name=f"run-{run.id}")
+        run.task = asyncio.create_task(self._execute(run, turn, is_new=is_new, profile=profile), name=f"run-{run.id}")
         return run
 
-    async def _execute(self, run: Run, message: str, *, is_new: bool, **turn: Any) -> None:
+    async def _execute(self, run: Run, turn: TurnInput, *, is_new: bool, profile: dict[str, Any] | None) -> None:
         thread_id_var.set(run.thread_id)
         run_id_var.set(run.id)
         status = "error"
@@ -153,7 +147,11 @@ class RunManager:
         rewrite_done: float | None = None
         try:
             async for kind, data in self.tutor.stream_turn(
-                message, thread_id=run.thread_id, is_new=is_new, metadata={"run_id": run.id, "reader_id": run.reader_id}, **turn
+                turn,
+                thread_id=run.thread_id,
+                is_new=is_new,
+                profile=profile,
+                metadata={"run_id": run.id, "reader_id": run.reader_id},
             ):
                 if kind == "token":
                     if first_token_at is None:
@@ -205,7 +203,7 @@ class RunManager:
         self._prune()
         run = self.runs.get(run_id)
         if run is None or run.reader_id != reader_id:
-            raise ApiError(404, "run_not_found", "No such run (it may have expired).")
+            raise ApiError("run_not_found", "No such run (it may have expired).")
         return run
 
     def resume_position(self, run: Run, last_event_id: str | None) -> int:
@@ -214,15 +212,15 @@ class RunManager:
             return -1
         run_part, _, sequence = last_event_id.rpartition(":")
         if run_part != run.id or not sequence.isdigit():
-            raise ApiError(400, "invalid_last_event_id", "Last-Event-ID does not belong to this run.")
+            raise ApiError("invalid_last_event_id", "Last-Event-ID does not belong to this run.")
         if int(sequence) >= len(run.events):
-            raise ApiError(400, "invalid_last_event_id", "Last-Event-ID is ahead of this run's events.")
+            raise ApiError("invalid_last_event_id", "Last-Event-ID is ahead of this run's events.")
         return int(sequence)
 
     async def cancel(self, run_id: str, *, reader_id: str) -> Run:
         run = self.get(run_id, reader_id=reader_id)
         if run.finished is not None or run.task is None:
-            raise ApiError(409, "run_finished", f"The run already ended ({run.status}).")
+            raise ApiError("run_finished", f"The run already ended ({run.status}).")
         run.task.cancel()
         await asyncio.gather(run.task, return_exceptions=True)
         return run

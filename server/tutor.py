@@ -1,6 +1,6 @@
-"""One place that runs a turn: validates input, owns threads, streams the graph, reads the result.
+"""One place that runs a turn: validates input, finds the thread, streams the graph, reads the result.
 
-The CLI uses it today; the HTTP server uses the same object, so both doors behave alike.
+The CLI and the HTTP server use the same object, so both doors behave alike.
 """
 
 from __future__ import annotations
@@ -15,16 +15,20 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langgraph.graph.state import CompiledStateGraph
 
 from booktutor.agents.models import model_name
+from booktutor.graphs.context import Context
 from booktutor.graphs.graph import builder
+from booktutor.graphs.turn import TurnInput
 from booktutor.server import crud
 from booktutor.server.db import checkpointer, create_engine, database_url, run_migrations, session_factory
 from booktutor.server.settings import Settings
-from booktutor.server.turn_checks import validate_turn
+from booktutor.server.threads import ThreadNotFoundError, owned_thread
 from booktutor.tools.errors import BooktutorError
 
+__all__ = ["MessageNotFoundError", "ThreadNotFoundError", "Tutor", "TurnInput", "TurnResult", "open_tutor"]
 
-class ThreadNotFoundError(BooktutorError):
-    code = "thread_not_found"
+
+class MessageNotFoundError(BooktutorError):
+    code = "message_not_found"
 
 
 STEP_LABELS = {
@@ -32,11 +36,6 @@ STEP_LABELS = {
     "translate": "Translating",
     "explain": "Reading the selected passage",
 }
-
-
-def _wants_translation(language: str | None, profile: dict[str, Any] | None) -> bool:
-    language = language or (profile or {}).get("preferred_language")
-    return bool(language) and language.split("-")[0].lower() != "en"
 
 
 def _source(passage: dict[str, Any], n: int) -> dict[str, Any]:
@@ -77,38 +76,25 @@ class Tutor:
                 thread_id = str(uuid.uuid4())
                 await crud.create_thread(session, thread_id=thread_id, title=title, reader_id=reader_id)
                 return thread_id
-            thread = await crud.get_thread(session, thread_id=thread_id)
-            if thread is None or thread.reader_id != reader_id:
-                raise ThreadNotFoundError(
-                    f"No thread '{thread_id}'. Leave out --thread to start a new conversation."
-                )
+            thread = await owned_thread(session, thread_id=thread_id, reader_id=reader_id)
             await crud.touch_thread(session, thread=thread)
             return thread_id
 
     async def begin_turn(
-        self,
-        message: str,
-        *,
-        thread_id: str | None = None,
-        selected_text: str | None = None,
-        language: str | None = None,
-        reader_id: str | None = None,
+        self, turn: TurnInput, *, thread_id: str | None = None, reader_id: str | None = None
     ) -> tuple[str, bool]:
         """Validate a turn and make sure its thread exists: (thread id, whether it is new)."""
-        validate_turn(self.settings, message=message, selected_text=selected_text, language=language)
+        turn.validate(self.settings)
         is_new = thread_id is None
-        thread_id = await self.ensure_thread(thread_id=thread_id, title=message.strip(), reader_id=reader_id)
+        thread_id = await self.ensure_thread(thread_id=thread_id, title=turn.title, reader_id=reader_id)
         return thread_id, is_new
 
     async def stream_turn(
         self,
-        message: str,
+        turn: TurnInput,
         *,
         thread_id: str,
         is_new: bool = False,
-        selected_text: str | None = None,
-        page: str | None = None,
-        language: str | None = None,
         profile: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> AsyncIterator[tuple[str, Any]]:
@@ -117,17 +103,12 @@ class Tutor:
         config = {"configurable": {"thread_id": thread_id}}
         # LangSmith (when its variables are set) files each turn under a readable name with our ids.
         traced = {**config, "run_name": "booktutor turn", "metadata": {"thread_id": thread_id, **(metadata or {})}}
-        # Every per-turn field is sent, even when empty, so the turn never inherits the last one's.
-        turn_input = {
-            "messages": [HumanMessage(message.strip())],
-            "selected_text": selected_text or None,
-            "page": page or None,
-            "language": language or None,
-        }
+        context = self.settings.context(profile=profile)
+        # The route step decides whether the reply is translated; until it has, nothing is.
         translating = False
         try:
             async for mode, payload in self.graph.astream(
-                turn_input, traced, context=self.settings.context(profile=profile), stream_mode=["updates", "messages"]
+                turn.graph_input(), traced, context=context, stream_mode=["updates", "messages"]
             ):
                 if mode == "messages":
                     chunk, metadata = payload
@@ -137,10 +118,10 @@ class Tutor:
                     continue
                 for node, update in payload.items():
                     if node == "route":
-                        turn = update.get("turn")
-                        translating = _wants_translation(language, profile) or turn == "translate"
-                        label = STEP_LABELS.get(turn, "Searching the book")
-                        yield "step", {"step": "route", "turn": turn, "label": label}
+                        kind = update.get("turn")
+                        translating = bool(update.get("translate_to"))
+                        label = STEP_LABELS.get(kind, "Searching the book")
+                        yield "step", {"step": "route", "turn": kind, "label": label}
                     elif node == "rewrite_query":
                         yield "step", {"step": "rewrite_query", "query": update.get("query"), "label": "Searching the book"}
                     elif node == "retrieve":
@@ -153,7 +134,7 @@ class Tutor:
                 await self.delete_thread(thread_id)
             raise
         values = (await self.graph.aget_state(config)).values
-        result = self._result(thread_id, values)
+        result = self._result(thread_id, values, context)
         if translating and result.answer:
             # The answer streams only once its final language is known (the English one if translation failed).
             yield "token", {"text": result.answer}
@@ -161,30 +142,17 @@ class Tutor:
 
     async def run_turn(
         self,
-        message: str,
+        turn: TurnInput,
         *,
         thread_id: str | None = None,
-        selected_text: str | None = None,
-        page: str | None = None,
-        language: str | None = None,
         reader_id: str | None = None,
         profile: dict[str, Any] | None = None,
         on_token: Callable[[str], None] | None = None,
     ) -> TurnResult:
         """Run one turn to the end, calling `on_token` with answer text as it streams."""
-        thread_id, is_new = await self.begin_turn(
-            message, thread_id=thread_id, selected_text=selected_text, language=language, reader_id=reader_id
-        )
+        thread_id, is_new = await self.begin_turn(turn, thread_id=thread_id, reader_id=reader_id)
         result = None
-        async for kind, data in self.stream_turn(
-            message,
-            thread_id=thread_id,
-            is_new=is_new,
-            selected_text=selected_text,
-            page=page,
-            language=language,
-            profile=profile,
-        ):
+        async for kind, data in self.stream_turn(turn, thread_id=thread_id, is_new=is_new, profile=profile):
             if kind == "token" and on_token:
                 on_token(data["text"])
             elif kind == "done":
@@ -201,7 +169,7 @@ class Tutor:
             await crud.delete_thread(session, thread_id=thread_id)
 
     @staticmethod
-    def _result(thread_id: str, values: dict[str, Any]) -> TurnResult:
+    def _result(thread_id: str, values: dict[str, Any], context: Context) -> TurnResult:
         last = values["messages"][-1]
         reply = last if isinstance(last, AIMessage) else None
         extra = reply.additional_kwargs if reply else {}
@@ -210,7 +178,7 @@ class Tutor:
             answer=reply.text if reply else "",
             citations=values.get("citations") or [],
             sources=[_source(p, n) for n, p in enumerate(values.get("passages") or [], 1)],
-            model=extra.get("model") or model_name("answer"),
+            model=extra.get("model") or model_name(context.endpoint, context.answer_model),
             turn=values.get("turn", "question"),
             language=extra.get("language", "en"),
             direction=extra.get("direction", "ltr"),
@@ -218,17 +186,27 @@ class Tutor:
             error=values.get("error"),
         )
 
+    async def messages(self, thread_id: str) -> list[HumanMessage | AIMessage]:
+        """The thread's human and AI messages from its latest checkpoint (empty if it has none yet)."""
+        state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        return [m for m in (state.values or {}).get("messages", []) if isinstance(m, (HumanMessage, AIMessage))]
+
+    async def answer_message(self, thread_id: str, message_id: str) -> AIMessage:
+        """An answer of the thread by id (questions cannot be rated or translated)."""
+        for message in await self.messages(thread_id):
+            if isinstance(message, AIMessage) and message.id == message_id:
+                return message
+        raise MessageNotFoundError(f"No answer '{message_id[:128]}' in this thread.")
+
     async def history(self, thread_id: str) -> list[dict[str, Any]]:
         """The thread's messages as {role, content, citations}."""
-        values = (await self.graph.aget_state({"configurable": {"thread_id": thread_id}})).values
         return [
             {
                 "role": "user" if isinstance(m, HumanMessage) else "assistant",
                 "content": m.text,
                 "citations": m.additional_kwargs.get("citations", []),
             }
-            for m in values.get("messages", [])
-            if isinstance(m, (HumanMessage, AIMessage))
+            for m in await self.messages(thread_id)
         ]
 
 

@@ -131,9 +131,12 @@ def book_index(book_home):
 
 
 @pytest.fixture
-def settings(book_home, database_url):
+def settings(request, book_home, database_url):
     from booktutor.server.settings import Settings
 
+    # Settings read the model's variables when they are made: point them at the scripted server first.
+    if "language_model" in request.fixturenames:
+        request.getfixturevalue("language_model")
     return Settings(home=book_home, database_url=database_url)
 
 

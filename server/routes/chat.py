@@ -2,30 +2,42 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, AsyncIterator, Optional
 
 from fastapi import APIRouter, Header, Query
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from booktutor.graphs.turn import TurnInput
 from booktutor.server import crud
 from booktutor.server.auth import Reader
 from booktutor.server.deps import CurrentReader, RunsDep, SessionDep, SettingsDep
 from booktutor.server.runs import Run, RunManager
+from booktutor.server.sse import STREAM_RESPONSE, sse_event, sse_response
+from booktutor.server.threads import THREAD_ID
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 
 _THREAD_ID = Field(
     default=None,
     validation_alias=AliasChoices("thread_id", "session_id"),
-    max_length=64,
-    pattern=r"^[A-Za-z0-9_.:-]+$",
+    pattern=f"^{THREAD_ID.pattern}$",
     description="Continue this thread (`session_id` is accepted too); leave out to start one.",
 )
 
 
-class ChatRequest(BaseModel):
+class _TurnRequest(BaseModel):
+    message: str
+    selected_text: Optional[str]
+    page: Optional[str]
+    language: Optional[str]
+
+    def turn(self) -> TurnInput:
+        """The request's turn inputs as the one value the tutor and the graph take."""
+        return TurnInput(message=self.message, selected_text=self.selected_text, page=self.page, language=self.language)
+
+
+class ChatRequest(_TurnRequest):
     """A chat turn. Field names follow what book front ends already send."""
 
     # Front ends send extra fields (user ids, UI state); ignoring them loses nothing we store.
@@ -38,7 +50,7 @@ class ChatRequest(BaseModel):
     page: Optional[str] = Field(default=None, max_length=1024, description="Doc path or URL the reader is on.")
 
 
-class ExplainRequest(BaseModel):
+class ExplainRequest(_TurnRequest):
     """Explain (or ask about) a selected passage."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
@@ -63,13 +75,9 @@ def event_stream(run: Run, reader: Reader, *, after: int, heartbeat: float) -> E
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         async for item in run.follow(after):
-            yield ServerSentEvent(data=json.dumps(item.data, ensure_ascii=False), event=item.event, id=item.id)
+            yield sse_event(id=item.id, event=item.event, data=item.data)
 
-    headers = {"Content-Location": stream_url(run), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    if reader.visitor_id:
-        # A returned response does not carry headers set by dependencies, so repeat the visitor id here.
-        headers["X-Visitor-Id"] = reader.visitor_id
-    return EventSourceResponse(events(), ping=heartbeat, headers=headers)
+    return sse_response(events(), reader=reader, heartbeat=heartbeat, headers={"Content-Location": stream_url(run)})
 
 
 async def _start(
@@ -79,21 +87,8 @@ async def _start(
     stored = await crud.get_profile(session, reader_id=reader.id)
     profile = stored.as_context() if stored else None
     await session.close()
-    run = await runs.start(
-        reader_id=reader.id,
-        message=body.message,
-        thread_id=body.thread_id,
-        selected_text=body.selected_text,
-        page=body.page,
-        language=body.language,
-        profile=profile,
-    )
+    run = await runs.start(body.turn(), reader_id=reader.id, thread_id=body.thread_id, profile=profile)
     return event_stream(run, reader, after=-1, heartbeat=settings.heartbeat_seconds)
-
-
-STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/event-stream": {}}, "description": "Named SSE events; see docs/stream-protocol.md."}
-}
 
 
 @router.post("/chat", response_class=EventSourceResponse, responses=STREAM_RESPONSE)

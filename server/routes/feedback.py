@@ -8,8 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field, StrictInt, field_validator
 
 from booktutor.server import crud
-from booktutor.server.deps import CurrentReader, SessionDep, TutorDep
-from booktutor.server.routes.threads import assistant_message, owned_thread
+from booktutor.server.deps import CurrentReader, OwnedThread, SessionDep, TutorDep
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
@@ -41,11 +40,16 @@ class FeedbackOut(BaseModel):
     responses={404: {"description": "No such thread for this reader, or no such answer in it."}},
 )
 async def add_feedback(
-    thread_id: str, message_id: str, body: FeedbackBody, reader: CurrentReader, session: SessionDep, tutor: TutorDep
+    thread_id: str,
+    message_id: str,
+    body: FeedbackBody,
+    thread: OwnedThread,
+    reader: CurrentReader,
+    session: SessionDep,
+    tutor: TutorDep,
 ) -> FeedbackOut:
     """Rate one answer of the reader's own thread. Rating again records a newer rating beside the earlier one."""
-    await owned_thread(session, thread_id=thread_id, reader=reader)
-    await assistant_message(tutor, thread_id=thread_id, message_id=message_id)
+    await tutor.answer_message(thread_id, message_id)
     saved = await crud.add_feedback(
         session,
         reader_id=reader.id,

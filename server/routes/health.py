@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
-from booktutor.server.errors import envelope
+from booktutor.server.errors import envelope, status_for
 
 router = APIRouter(tags=["health"])
 
@@ -38,7 +38,7 @@ async def readyz(request: Request):
     if all(value == "ok" for value in checks.values()):
         return {"status": "ready", "checks": checks}
     body = envelope("not_ready", "; ".join(f"{k} {v}" for k, v in checks.items() if v != "ok"))
-    return JSONResponse({**body, "checks": checks}, status_code=503)
+    return JSONResponse({**body, "checks": checks}, status_code=status_for("not_ready"))
 
 
 @router.get("/metrics")

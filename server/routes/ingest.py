@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from booktutor.server import crud
 from booktutor.server.deps import AdminReader, SessionDep, SettingsDep
 from booktutor.server.errors import ApiError
-from booktutor.tools.errors import IngestError
 from booktutor.tools.ingest import ingest_book
 
 router = APIRouter(prefix="/v1", tags=["admin"])
@@ -52,19 +51,15 @@ async def ingest(
     """
     lock = _ingest_lock(request)
     if lock.locked():
-        raise ApiError(409, "ingest_running", "Another ingest is running; try again when it has finished.")
+        raise ApiError("ingest_running", "Another ingest is running; try again when it has finished.")
     async with lock:
-        try:
-            report = await asyncio.to_thread(
-                ingest_book,
-                Path(body.path).expanduser(),
-                request.app.state.index,
-                base_url=settings.book_url,
-                rebuild=body.rebuild,
-            )
-        except IngestError as error:
-            # Always a 400: the request named a folder that cannot be ingested.
-            raise ApiError(400, error.code, error.message) from None
+        report = await asyncio.to_thread(
+            ingest_book,
+            Path(body.path).expanduser(),
+            request.app.state.index,
+            base_url=settings.book_url,
+            rebuild=body.rebuild,
+        )
     result = report.as_dict()
     await crud.record_ingest(session, collection=settings.collection, report=result)
     return result

@@ -9,8 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from booktutor.server import crud
 from booktutor.server.deps import CurrentReader, SessionDep
-from booktutor.server.errors import ApiError
-from booktutor.tools.errors import InvalidInputError
 from booktutor.tools.translation import LANGUAGES, language_info
 
 router = APIRouter(prefix="/v1", tags=["profile"])
@@ -58,15 +56,14 @@ async def get_profile(reader: CurrentReader, session: SessionDep) -> ProfileOut:
 @router.put(
     "/profile",
     response_model=ProfileOut,
-    responses={422: {"description": "Invalid fields (`invalid_request`) or an unsupported language (`unsupported_language`)."}},
+    responses={
+        400: {"description": "An unsupported language (`unsupported_language`)."},
+        422: {"description": "Invalid fields (`invalid_request`)."},
+    },
 )
 async def put_profile(body: ProfileBody, reader: CurrentReader, session: SessionDep) -> ProfileOut:
     """Save the reader's profile (anonymous visitors too, under their visitor id) and return it."""
-    try:
-        language, _, _ = language_info(body.preferred_language)
-    except InvalidInputError as error:
-        # 422 like every other invalid field, but with its own code so a client can point at the language.
-        raise ApiError(422, error.code, error.message) from None
+    language, _, _ = language_info(body.preferred_language)
     fields = {**body.model_dump(), "preferred_language": language}
     saved = await crud.upsert_profile(session, reader_id=reader.id, fields=fields)
     return ProfileOut.model_validate(saved, from_attributes=True)

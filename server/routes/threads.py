@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any, Literal, Optional
 
 from fastapi import APIRouter, Query, Response
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import BaseMessage, HumanMessage
 from pydantic import BaseModel, Field
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from booktutor.server import crud
-from booktutor.server.auth import Reader
-from booktutor.server.deps import CurrentReader, RunsDep, SessionDep, TutorDep
-from booktutor.server.errors import ApiError
-from booktutor.server.models import Thread
-from booktutor.server.tutor import Tutor
+from booktutor.server.deps import CurrentReader, OwnedThread, RunsDep, SessionDep, TutorDep
 from booktutor.tools.errors import InvalidInputError
 from booktutor.tools.translation import language_info
 
 router = APIRouter(prefix="/v1", tags=["threads"])
-
-# The ids the chat routes accept; anything else cannot name a thread, so it is simply not found.
-_THREAD_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 class ThreadSummary(BaseModel):
@@ -58,26 +49,6 @@ class ThreadDetail(BaseModel):
 
 
 NOT_FOUND = {404: {"description": "No such thread for this reader (`thread_not_found`)."}}
-
-
-def thread_not_found(thread_id: str) -> ApiError:
-    return ApiError(404, "thread_not_found", f"No thread '{thread_id[:64]}'.")
-
-
-async def owned_thread(session: AsyncSession, *, thread_id: str, reader: Reader) -> Thread:
-    """The reader's thread, or 404: someone else's thread answers exactly like an unknown one."""
-    if not _THREAD_ID.fullmatch(thread_id):
-        raise thread_not_found(thread_id)
-    thread = await crud.get_thread(session, thread_id=thread_id)
-    if thread is None or thread.reader_id != reader.id:
-        raise thread_not_found(thread_id)
-    return thread
-
-
-async def checkpoint_messages(tutor: Tutor, thread_id: str) -> list[BaseMessage]:
-    """The thread's human and AI messages from its latest checkpoint (empty if it has none yet)."""
-    state = await tutor.graph.aget_state({"configurable": {"thread_id": thread_id}})
-    return [m for m in (state.values or {}).get("messages", []) if isinstance(m, (HumanMessage, AIMessage))]
 
 
 def _language(code: Optional[str]) -> tuple[str, str]:
@@ -116,14 +87,6 @@ def public_message(message: BaseMessage) -> Message:
     )
 
 
-async def assistant_message(tutor: Tutor, *, thread_id: str, message_id: str) -> AIMessage:
-    """An answer of the thread by id, or 404 `message_not_found` (questions cannot be rated or translated)."""
-    for message in await checkpoint_messages(tutor, thread_id):
-        if isinstance(message, AIMessage) and message.id == message_id:
-            return message
-    raise ApiError(404, "message_not_found", f"No answer '{message_id[:128]}' in this thread.")
-
-
 @router.get("/threads", response_model=ThreadList)
 async def list_threads(
     reader: CurrentReader,
@@ -141,13 +104,12 @@ async def list_threads(
 
 
 @router.get("/threads/{thread_id}", response_model=ThreadDetail, responses=NOT_FOUND)
-async def read_thread(thread_id: str, reader: CurrentReader, session: SessionDep, tutor: TutorDep) -> ThreadDetail:
+async def read_thread(thread_id: str, thread: OwnedThread, session: SessionDep, tutor: TutorDep) -> ThreadDetail:
     """One thread with its messages, answers with their citations and language."""
-    thread = await owned_thread(session, thread_id=thread_id, reader=reader)
     # The row is all we need from Postgres; give the connection back before reading checkpoints.
     title = thread.title
     await session.close()
-    messages = [public_message(m) for m in await checkpoint_messages(tutor, thread_id)]
+    messages = [public_message(m) for m in await tutor.messages(thread_id)]
     return ThreadDetail(thread_id=thread_id, title=title, messages=messages)
 
 
@@ -157,11 +119,8 @@ async def read_thread(thread_id: str, reader: CurrentReader, session: SessionDep
     response_class=Response,
     responses={**NOT_FOUND, 409: {"description": "The thread is still answering (`thread_busy`)."}},
 )
-async def delete_thread(
-    thread_id: str, reader: CurrentReader, session: SessionDep, tutor: TutorDep, runs: RunsDep
-) -> Response:
+async def delete_thread(thread_id: str, thread: OwnedThread, tutor: TutorDep, runs: RunsDep) -> Response:
     """Delete a thread and everything checkpointed for it. A thread that is still answering is refused."""
-    await owned_thread(session, thread_id=thread_id, reader=reader)
     # The run manager's own check also covers a turn that is starting right now, not only running ones;
     # deleting under either would leave checkpoints behind with no thread row.
     runs.check_thread_free(thread_id)

@@ -1,4 +1,8 @@
-"""`agents/models.py`: which model speaks for each role, offline by default and OpenAI-compatible when configured."""
+"""`agents/models.py`: which model speaks for each role, offline by default and OpenAI-compatible when configured.
+
+The environment is read by `Settings` (the one place that reads it); the models take its endpoint and
+the model name of each role as arguments.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from booktutor.agents import models
 from booktutor.agents.offline import OFFLINE_LABEL, OfflineChatModel
 from booktutor.agents.prompts import answer_messages
 from booktutor.graphs.nodes import offline_answer_model
+from booktutor.graphs.settings import Settings
 
 ROLES = ("answer", "rewrite", "translate")
 PASSAGES = [
@@ -21,10 +26,26 @@ PASSAGES = [
 ]
 
 
-def configure(monkeypatch, **variables: str) -> None:
+def configure(monkeypatch, **variables: str) -> Settings:
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     models._openai_chat.cache_clear()
+    return Settings()
+
+
+def chat_model(settings: Settings, role: str):
+    return models.chat_model(role, settings.model_endpoint, settings.model_for(role))
+
+
+def model_name(settings: Settings, role: str) -> str:
+    return models.model_name(settings.model_endpoint, settings.model_for(role))
+
+
+def role_model(factory, settings: Settings, role: str):
+    if factory is models.answer_model:
+        # The answer model is never None: its caller hands it the offline model to fall back on.
+        return factory(offline_answer_model, settings.model_endpoint, settings.model_for(role))
+    return factory(settings.model_endpoint, settings.model_for(role))
 
 
 # -- offline -----------------------------------------------------------------------------------------
@@ -32,9 +53,12 @@ def configure(monkeypatch, **variables: str) -> None:
 
 @pytest.mark.parametrize("role", ROLES)
 def test_no_environment_means_no_language_model(role):
-    assert not models.model_configured()
-    assert models.chat_model(role) is None
-    assert models.model_name(role) == "offline-extractive"
+    settings = Settings()
+    assert not settings.model_endpoint.configured
+    assert chat_model(settings, role) is None
+    assert model_name(settings, role) == "offline-extractive"
+    # Called with no arguments, every role is offline too.
+    assert models.chat_model(role) is None and models.model_name() == "offline-extractive"
 
 
 def test_offline_roles():
@@ -44,10 +68,10 @@ def test_offline_roles():
 
 
 def test_model_names_alone_do_not_configure_a_model(monkeypatch):
-    configure(monkeypatch, BOOKTUTOR_MODEL="llama3", BOOKTUTOR_ANSWER_MODEL="qwen2.5")
-    assert models.chat_model("answer") is None
-    assert models.model_name("answer") == "offline-extractive"
-    assert isinstance(models.answer_model(offline_answer_model), OfflineChatModel)
+    settings = configure(monkeypatch, BOOKTUTOR_MODEL="llama3", BOOKTUTOR_ANSWER_MODEL="qwen2.5")
+    assert chat_model(settings, "answer") is None
+    assert model_name(settings, "answer") == "offline-extractive"
+    assert isinstance(role_model(models.answer_model, settings, "answer"), OfflineChatModel)
 
 
 def test_offline_answer_model_answers_from_the_passages():
@@ -63,39 +87,47 @@ def test_offline_answer_model_answers_from_the_passages():
 
 @pytest.mark.parametrize("role", ROLES)
 def test_base_url_configures_every_role_with_the_default_model(monkeypatch, role):
-    configure(monkeypatch, OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+    settings = configure(monkeypatch, OPENAI_BASE_URL="http://127.0.0.1:9/v1")
 
-    model = models.chat_model(role)
+    model = chat_model(settings, role)
 
     assert isinstance(model, ChatOpenAI)
-    assert model.model_name == "gpt-4o-mini" == models.model_name(role)
+    assert model.model_name == "gpt-4o-mini" == model_name(settings, role)
     assert model.openai_api_base == "http://127.0.0.1:9/v1"
     assert model.temperature == (0.0 if role == "rewrite" else 0.2)
 
 
 def test_api_key_alone_configures_a_model(monkeypatch):
-    configure(monkeypatch, OPENAI_API_KEY="sk-test")
-    model = models.chat_model("answer")
+    settings = configure(monkeypatch, OPENAI_API_KEY="sk-test")
+    model = chat_model(settings, "answer")
     assert isinstance(model, ChatOpenAI)
     assert model.openai_api_key.get_secret_value() == "sk-test"
-    assert models.translator() is not None
-    assert models.rewriter() is not None
+    assert role_model(models.translator, settings, "translate") is not None
+    assert role_model(models.rewriter, settings, "rewrite") is not None
 
 
 def test_base_url_without_a_key_uses_a_placeholder_key(monkeypatch):
-    configure(monkeypatch, OPENAI_BASE_URL="http://127.0.0.1:9/v1")
-    assert models.chat_model("answer").openai_api_key.get_secret_value()
+    settings = configure(monkeypatch, OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+    assert chat_model(settings, "answer").openai_api_key.get_secret_value()
+
+
+def test_timeout_and_retries_come_from_the_settings(monkeypatch):
+    settings = configure(
+        monkeypatch, OPENAI_BASE_URL="http://127.0.0.1:9/v1", BOOKTUTOR_MODEL_TIMEOUT="7", BOOKTUTOR_MODEL_RETRIES="0"
+    )
+    model = chat_model(settings, "answer")
+    assert (model.request_timeout, model.max_retries) == (7.0, 0)
 
 
 def test_booktutor_model_is_the_default_for_every_role(monkeypatch):
-    configure(monkeypatch, OPENAI_BASE_URL="http://127.0.0.1:9/v1", BOOKTUTOR_MODEL="qwen2.5:7b")
+    settings = configure(monkeypatch, OPENAI_BASE_URL="http://127.0.0.1:9/v1", BOOKTUTOR_MODEL="qwen2.5:7b")
     for role in ROLES:
-        assert models.model_name(role) == "qwen2.5:7b"
-        assert models.chat_model(role).model_name == "qwen2.5:7b"
+        assert model_name(settings, role) == "qwen2.5:7b"
+        assert chat_model(settings, role).model_name == "qwen2.5:7b"
 
 
 def test_each_role_can_have_its_own_model(monkeypatch):
-    configure(
+    settings = configure(
         monkeypatch,
         OPENAI_BASE_URL="http://127.0.0.1:9/v1",
         BOOKTUTOR_MODEL="default-model",
@@ -103,47 +135,47 @@ def test_each_role_can_have_its_own_model(monkeypatch):
         BOOKTUTOR_REWRITE_MODEL="rewrite-model",
         BOOKTUTOR_TRANSLATE_MODEL="translate-model",
     )
-    assert {role: models.chat_model(role).model_name for role in ROLES} == {
+    assert {role: chat_model(settings, role).model_name for role in ROLES} == {
         "answer": "answer-model",
         "rewrite": "rewrite-model",
         "translate": "translate-model",
     }
-    assert models.answer_model(offline_answer_model).model_name == "answer-model"
+    assert role_model(models.answer_model, settings, "answer").model_name == "answer-model"
 
 
 def test_roles_without_their_own_model_fall_back_to_booktutor_model(monkeypatch):
-    configure(
+    settings = configure(
         monkeypatch,
         OPENAI_BASE_URL="http://127.0.0.1:9/v1",
         BOOKTUTOR_MODEL="default-model",
         BOOKTUTOR_TRANSLATE_MODEL="translate-model",
     )
-    assert models.model_name("answer") == "default-model"
-    assert models.model_name("rewrite") == "default-model"
-    assert models.model_name("translate") == "translate-model"
+    assert model_name(settings, "answer") == "default-model"
+    assert model_name(settings, "rewrite") == "default-model"
+    assert model_name(settings, "translate") == "translate-model"
 
 
 def test_role_models_without_booktutor_model_fall_back_to_gpt_4o_mini(monkeypatch):
-    configure(monkeypatch, OPENAI_API_KEY="sk-test", BOOKTUTOR_REWRITE_MODEL="rewrite-model")
-    assert models.model_name("rewrite") == "rewrite-model"
-    assert models.model_name("answer") == "gpt-4o-mini"
-    assert models.model_name("translate") == "gpt-4o-mini"
+    settings = configure(monkeypatch, OPENAI_API_KEY="sk-test", BOOKTUTOR_REWRITE_MODEL="rewrite-model")
+    assert model_name(settings, "rewrite") == "rewrite-model"
+    assert model_name(settings, "answer") == "gpt-4o-mini"
+    assert model_name(settings, "translate") == "gpt-4o-mini"
 
 
 def test_the_same_configuration_reuses_one_client(monkeypatch):
-    configure(monkeypatch, OPENAI_BASE_URL="http://127.0.0.1:9/v1")
-    assert models.chat_model("answer") is models.chat_model("answer")
+    settings = configure(monkeypatch, OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+    assert chat_model(settings, "answer") is chat_model(Settings(), "answer")
 
 
 # -- against the scripted server ---------------------------------------------------------------------
 
 
 def test_answer_model_streams_from_the_configured_server(language_model, monkeypatch):
-    monkeypatch.setenv("BOOKTUTOR_ANSWER_MODEL", "tutor-answer-1")
+    settings = configure(monkeypatch, BOOKTUTOR_ANSWER_MODEL="tutor-answer-1")
     reply = "A topic is a named bus over which nodes exchange messages [1]."
     language_model.reply(reply)
 
-    chunks = [chunk.content for chunk in models.answer_model(offline_answer_model).stream(
+    chunks = [chunk.content for chunk in role_model(models.answer_model, settings, "answer").stream(
         answer_messages(question="How do nodes exchange messages?", passages=PASSAGES)
     )]
 
@@ -163,7 +195,7 @@ async def test_answer_model_astreams_with_the_default_model(language_model):
 
     chunks = [
         chunk.content
-        async for chunk in models.answer_model(offline_answer_model).astream(
+        async for chunk in role_model(models.answer_model, Settings(), "answer").astream(
             answer_messages(question="How do nodes exchange messages?", passages=PASSAGES)
         )
     ]
@@ -176,13 +208,12 @@ async def test_answer_model_astreams_with_the_default_model(language_model):
 
 
 async def test_translator_and_rewriter_use_their_role_models(language_model, monkeypatch):
-    monkeypatch.setenv("BOOKTUTOR_TRANSLATE_MODEL", "tutor-translate-1")
-    monkeypatch.setenv("BOOKTUTOR_REWRITE_MODEL", "tutor-rewrite-1")
+    settings = configure(monkeypatch, BOOKTUTOR_TRANSLATE_MODEL="tutor-translate-1", BOOKTUTOR_REWRITE_MODEL="tutor-rewrite-1")
     language_model.reply("ترجمہ")
     language_model.reply("ROS 2 topics")
 
-    translated = await models.translator().ainvoke({"text": "A topic", "language_name": "Urdu"})
-    rewritten = await models.rewriter().ainvoke(
+    translated = await role_model(models.translator, settings, "translate").ainvoke({"text": "A topic", "language_name": "Urdu"})
+    rewritten = await role_model(models.rewriter, settings, "rewrite").ainvoke(
         {"question": "And topics?", "history": ["user: What is a node?"], "profile": None}
     )
 

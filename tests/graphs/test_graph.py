@@ -9,6 +9,7 @@ from langchain_core.messages import HumanMessage
 
 from booktutor.agents.offline import OFFLINE_LABEL, SMALL_TALK_REPLY
 from booktutor.graphs.graph import builder
+from booktutor.graphs.turn import TurnInput
 from booktutor.server.tutor import ThreadNotFoundError
 from booktutor.tools.errors import InvalidInputError
 
@@ -29,7 +30,7 @@ async def steps_of(tutor, message: str, **turn) -> list[str]:
 async def test_question_gets_a_cited_streamed_offline_answer(tutor):
     tokens: list[str] = []
 
-    result = await tutor.run_turn(TOPICS, on_token=tokens.append)
+    result = await tutor.run_turn(TurnInput(TOPICS), on_token=tokens.append)
 
     assert "01-ros2/02-nodes-topics.md" in [c["path"] for c in result.citations]
     assert result.answer.endswith(OFFLINE_LABEL)
@@ -47,15 +48,15 @@ async def test_turns_flow_through_route_rewrite_retrieve_answer(tutor):
 
 async def test_small_talk_skips_retrieval(tutor):
     assert await steps_of(tutor, "Hello there!") == ["route", "answer"]
-    result = await tutor.run_turn("thanks!")
+    result = await tutor.run_turn(TurnInput("thanks!"))
     assert result.turn == "small_talk" and result.answer == SMALL_TALK_REPLY
     assert result.sources == [] and result.citations == []
 
 
 async def test_follow_up_on_the_same_thread_is_about_the_earlier_turn(tutor):
-    first = await tutor.run_turn(TOPICS)
+    first = await tutor.run_turn(TurnInput(TOPICS))
 
-    second = await tutor.run_turn("and how is that different from a service?", thread_id=first.thread_id)
+    second = await tutor.run_turn(TurnInput("and how is that different from a service?"), thread_id=first.thread_id)
 
     assert second.turn == "follow_up"
     # The follow-up's own words lead retrieval; the earlier question keeps it on ROS 2.
@@ -73,7 +74,7 @@ async def test_selected_passage_is_answered_about_that_passage(tutor):
         "masses during training so that a policy learns features that transfer to the real world."
     )
 
-    result = await tutor.run_turn("What does this mean?", selected_text=selection)
+    result = await tutor.run_turn(TurnInput("What does this mean?", selected_text=selection))
 
     assert result.turn == "explain"
     assert result.answer.startswith("About the selected passage")
@@ -82,38 +83,44 @@ async def test_selected_passage_is_answered_about_that_passage(tutor):
 
 
 async def test_per_turn_inputs_do_not_leak_into_the_next_turn(tutor):
-    first = await tutor.run_turn("Explain this", selected_text="Gazebo simulates sensors such as cameras and lidar.")
+    first = await tutor.run_turn(TurnInput("Explain this", selected_text="Gazebo simulates sensors such as cameras and lidar."))
     state = (await tutor.graph.aget_state({"configurable": {"thread_id": first.thread_id}})).values
     assert state["selected_text"] is None and state["page"] is None
     assert state["messages"][0].additional_kwargs["turn"]["selected_text"].startswith("Gazebo")
 
-    second = await tutor.run_turn("What is a URDF file?", thread_id=first.thread_id)
+    second = await tutor.run_turn(TurnInput("What is a URDF file?"), thread_id=first.thread_id)
     assert second.turn == "question"
     assert not second.answer.startswith("About the selected passage")
 
 
 async def test_translation_without_a_model_keeps_the_answer_and_says_why(tutor):
-    result = await tutor.run_turn(TOPICS, language="ur")
+    result = await tutor.run_turn(TurnInput(TOPICS, language="ur"))
 
     assert result.error["code"] == "model_required"
     assert "language model" in result.error["message"] and "OPENAI_API_KEY" in result.error["message"]
     assert result.answer.endswith(OFFLINE_LABEL) and result.language == "en"
-    follow = await tutor.run_turn("What is a launch file?", thread_id=result.thread_id)
+    # The route step made the decision once; the tutor read it from the graph.
+    state = (await tutor.graph.aget_state({"configurable": {"thread_id": result.thread_id}})).values
+    assert state["translate_to"] == "ur"
+    follow = await tutor.run_turn(TurnInput("What is a launch file?"), thread_id=result.thread_id)
     assert follow.error is None
 
 
 async def test_bad_turns_are_refused_before_anything_is_written(tutor):
     with pytest.raises(InvalidInputError) as empty:
-        await tutor.run_turn("   ")
+        await tutor.run_turn(TurnInput("   "))
     assert empty.value.code == "empty_message"
     with pytest.raises(InvalidInputError) as long:
-        await tutor.run_turn("why? " * 2000)
+        await tutor.run_turn(TurnInput("why? " * 2000))
     assert long.value.code == "message_too_long"
     with pytest.raises(InvalidInputError) as language:
-        await tutor.run_turn(TOPICS, language="klingon")
+        await tutor.run_turn(TurnInput(TOPICS, language="klingon"))
     assert language.value.code == "unsupported_language"
+    with pytest.raises(InvalidInputError) as nul:
+        await tutor.run_turn(TurnInput("What is a topic?\x00"))
+    assert nul.value.code == "nul_character"
     with pytest.raises(ThreadNotFoundError):
-        await tutor.run_turn(TOPICS, thread_id="no-such-thread")
+        await tutor.run_turn(TurnInput(TOPICS), thread_id="no-such-thread")
 
 
 async def test_language_model_answers_for_the_reader_and_translates(tutor, language_model):
@@ -121,7 +128,7 @@ async def test_language_model_answers_for_the_reader_and_translates(tutor, langu
     language_model.reply("Nodes publish messages on named topics and other nodes subscribe to them [1].")
     profile = {"hardware_background": "embedded systems", "experience_level": "beginner"}
 
-    result = await tutor.run_turn(TOPICS, profile=profile)
+    result = await tutor.run_turn(TurnInput(TOPICS), profile=profile)
 
     assert result.model == "gpt-4o-mini"
     assert result.answer.startswith("Nodes publish messages")
@@ -140,7 +147,7 @@ async def test_language_model_answers_for_the_reader_and_translates(tutor, langu
     language_model.reply("command to list ROS 2 topics")
     language_model.reply("Run `ros2 topic list` to see the topics [1].")
     language_model.respond_with(fake_urdu)
-    translated = await tutor.run_turn("Which command lists topics?", thread_id=result.thread_id, language="ur")
+    translated = await tutor.run_turn(TurnInput("Which command lists topics?", language="ur"), thread_id=result.thread_id)
 
     assert translated.error is None
     assert translated.language == "ur" and translated.direction == "rtl"
@@ -187,18 +194,33 @@ async def test_a_failed_first_turn_leaves_no_thread_behind(tmp_path, database_ur
         async with empty.sessions() as session:
             before = {t.id for t in await crud.list_threads(session, reader_id=None, limit=1000)}
         with pytest.raises(BookIndexError) as raised:
-            await empty.run_turn(TOPICS)
+            await empty.run_turn(TurnInput(TOPICS))
         assert raised.value.code == "index_empty"
         async with empty.sessions() as session:
             after = {t.id for t in await crud.list_threads(session, reader_id=None, limit=1000)}
     assert after == before
 
 
+async def test_a_run_can_choose_its_own_model_for_a_role(tutor, language_model):
+    language_model.respond_with(lambda body: "Nodes publish messages on topics [1].")
+    thread_id = await tutor.ensure_thread(thread_id=None, title=TOPICS)
+
+    context = tutor.settings.context(answer_model="tutor-answer-2")
+    values = await tutor.graph.ainvoke(
+        TurnInput(TOPICS).graph_input(), {"configurable": {"thread_id": thread_id}}, context=context
+    )
+
+    # The other roles keep the process's model; the answer uses the one this run asked for.
+    assert [r["model"] for r in language_model.requests][-1] == "tutor-answer-2"
+    assert {r["model"] for r in language_model.requests[:-1]} <= {"gpt-4o-mini"}
+    assert values["messages"][-1].additional_kwargs["model"] == "tutor-answer-2"
+
+
 async def test_a_translate_request_translates_the_selection(tutor, language_model):
     language_model.respond_with(lambda body: "ur: " + body["messages"][-1]["content"])
     selection = "A node publishes messages with `create_publisher`."
 
-    result = await tutor.run_turn("Translate this into Urdu please", selected_text=selection)
+    result = await tutor.run_turn(TurnInput("Translate this into Urdu please", selected_text=selection))
 
     assert result.turn == "translate" and result.error is None
     assert result.language == "ur" and result.direction == "rtl"

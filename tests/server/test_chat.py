@@ -123,6 +123,8 @@ async def test_threads_and_runs_belong_to_their_reader(client, reader):
 
     response, _ = await chat(client, stranger, message="and services?", thread_id=thread_id)
     assert response.status_code == 404 and response.json()["error"]["code"] == "thread_not_found"
+    # Advice for the command line has no place in an HTTP answer.
+    assert "--thread" not in response.json()["error"]["message"]
     replay = await client.get(f"/v1/runs/{run_id}/stream", headers=stranger)
     assert replay.status_code == 404 and replay.json()["error"]["code"] == "run_not_found"
     visitor = await client.post("/v1/chat", json={"message": "and services?", "thread_id": thread_id})

@@ -95,6 +95,12 @@ def test_bad_input_gets_a_message_and_a_non_zero_exit(cli_env, args, code):
     assert_clean_failure(run_cli(*args, env=cli_env), code)
 
 
+def test_an_unknown_thread_gets_command_line_advice(cli_env):
+    result = run_cli("ask", TOPICS, "--thread", "does-not-exist", env=cli_env)
+    assert_clean_failure(result, "thread_not_found")
+    assert "Leave out --thread" in result.stderr
+
+
 def test_asking_before_anything_is_ingested_says_what_to_do(tmp_path, database_url):
     env = {"BOOKTUTOR_HOME": str(tmp_path / "empty-home"), "DATABASE_URL": database_url}
     result = run_cli("ask", TOPICS, env=env)

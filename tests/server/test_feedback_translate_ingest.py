@@ -115,7 +115,7 @@ async def test_translate_refuses_bad_input(client):
                  {"text": 5, "language": "ur"}):
         assert_error(await client.post("/v1/translate", json=body, headers=headers), 422, "invalid_request")
     unsupported = await client.post("/v1/translate", json={"text": "hello", "language": "klingon"}, headers=headers)
-    assert_error(unsupported, 422, "unsupported_language")
+    assert_error(unsupported, 400, "unsupported_language")
 
 
 async def test_translate_keeps_code_byte_identical(client, language_model):

@@ -109,7 +109,7 @@ async def test_unsupported_language_is_refused(client):
     headers = fresh()
     for language in ("klingon", "xx", ""):
         response = await client.put("/v1/profile", json={"preferred_language": language}, headers=headers)
-        error = assert_error(response, 422, "unsupported_language")
+        error = assert_error(response, 400, "unsupported_language")
         assert "ur" in error["message"], "the message lists the supported languages"
     assert (await client.get("/v1/profile", headers=headers)).json() == DEFAULTS
 

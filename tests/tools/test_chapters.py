@@ -386,13 +386,15 @@ async def test_english_needs_no_model_and_other_languages_do():
 
 async def test_personalize_sends_the_profile_and_keeps_headings(language_model):
     from booktutor.agents.models import personalizer
+    from booktutor.graphs.settings import Settings
 
+    settings = Settings()  # reads the scripted server's address from the environment
     language_model.respond_with(lambda body: body["messages"][-1]["content"].replace("Text", "Simply put, text"))
     chapter = prepare_chapter("## One\n\nText with `code`.\n\n## Two\n\nText.\n")
 
     events = await collect(
         personalize_chapter(
-            personalizer(), chapter, {"experience_level": "beginner", "goals": "build a biped"}, cache=MemoryCache()
+            personalizer(settings.model_endpoint, settings.model_for("personalize")), chapter, {"experience_level": "beginner", "goals": "build a biped"}, cache=MemoryCache()
         )
     )
 

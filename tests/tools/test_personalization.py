@@ -101,8 +101,10 @@ async def test_a_selection_is_searched_with_the_question():
 @pytest.fixture
 def rewrite_tool(language_model):
     from booktutor.agents import models
+    from booktutor.graphs.settings import Settings
 
-    rewriter = models.rewriter()
+    settings = Settings()  # reads the scripted server's address from the environment
+    rewriter = models.rewriter(settings.model_endpoint, settings.model_for("rewrite"))
     assert rewriter is not None
     return build_rewrite_tool(rewriter)
 

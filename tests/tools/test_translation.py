@@ -256,9 +256,11 @@ def dropping_translation(body: dict) -> str:
 @pytest.fixture
 def translator(language_model):
     from booktutor.agents import models
+    from booktutor.graphs.settings import Settings
 
     language_model.respond_with(fake_translation)
-    built = models.translator()
+    settings = Settings()  # reads the scripted server's address from the environment
+    built = models.translator(settings.model_endpoint, settings.model_for("translate"))
     assert built is not None
     return built
 
