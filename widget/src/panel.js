@@ -139,6 +139,7 @@ export class Panel {
     this.setBusy(true);
     this.say("Thinking…");
     let answer = "";
+    let sources = [];
     try {
       const final = await followRun(this.api, explain ? "/v1/explain" : "/v1/chat", body, {
         signal: controller.signal,
@@ -150,7 +151,8 @@ export class Panel {
           } else if (name === "step") {
             this.say(data.label ? `${data.label}…` : "Working…");
           } else if (name === "sources") {
-            turn.showSources(data.sources || []);
+            sources = data.sources || [];
+            turn.showSources(sources);
           } else if (name === "token") {
             if (!answer) this.say("Writing…");
             answer += data.text;
@@ -162,7 +164,7 @@ export class Panel {
         turn.finish(answer, final.data);
         this.say("");
         const detail = { text: answer, threadId: final.data.thread_id, messageId: final.data.message_id,
-          citations: final.data.citations || [], language: final.data.language, direction: final.data.direction };
+          citations: final.data.citations || [], sources, language: final.data.language, direction: final.data.direction };
         this.emit("answer", detail);
         return detail;
       }
