@@ -267,7 +267,7 @@ export class Panel {
         turn.messageId = data.message_id;
         element.dataset.messageId = data.message_id || "";
         element.dataset.state = "done";
-        panel.addActions(actions, translation, text, data.message_id, data.thread_id || panel.threadId);
+        panel.addActions(actions, translation, text, data.message_id, data.thread_id || panel.threadId, data.language);
       },
       fail(text, message, data) {
         if (frame) cancelAnimationFrame(frame);
@@ -280,7 +280,7 @@ export class Panel {
     return turn;
   }
 
-  addActions(actions, translation, text, messageId, threadId) {
+  addActions(actions, translation, text, messageId, threadId, language = "en") {
     const feedbackForm = h("form", { className: "feedback-form", hidden: true });
     let rating = 0;
     const rate = (value, button) => {
@@ -332,7 +332,7 @@ export class Panel {
         urdu.disabled = false;
       }
     } }, "Translate to Urdu");
-    actions.replaceChildren(up, down, copy, urdu, feedbackForm);
+    actions.replaceChildren(up, down, copy, language === "ur" ? "" : urdu, feedbackForm);
     actions.hidden = false;
   }
 

@@ -28,7 +28,7 @@ header { display: flex; align-items: center; gap: 4px; padding: 8px 10px; border
 header h2 { font-size: 16px; margin: 0 auto 0 4px; }
 .icon { border: 1px solid transparent; background: none; border-radius: 6px; padding: 4px 8px; color: var(--fg); }
 .icon:hover { background: var(--soft); }
-.pane { padding: 10px 12px; border-bottom: 1px solid var(--line); background: var(--soft); max-height: 50%; overflow: auto; }
+.pane { padding: 10px 12px; border-bottom: 1px solid var(--line); background: var(--soft); flex: 0 1 auto; max-height: 75%; overflow: auto; }
 .pane h3 { font-size: 14px; margin: 0 0 6px; }
 .pane ul { list-style: none; margin: 0; padding: 0; }
 .pane li { display: flex; gap: 6px; align-items: center; padding: 2px 0; }
@@ -65,6 +65,7 @@ form.composer { border-top: 1px solid var(--line); padding: 8px; display: flex; 
 .composer textarea { flex: 1; resize: none; font: inherit; padding: 6px 8px; border: 1px solid var(--line); border-radius: 8px;
   background: var(--bg); color: var(--fg); min-height: 40px; max-height: 120px; }
 .primary { border: 0; border-radius: 8px; padding: 8px 14px; background: var(--accent); color: var(--accent-fg); font-weight: 600; }
+.primary:disabled { opacity: .55; cursor: default; }
 .secondary { border: 1px solid var(--line); border-radius: 8px; padding: 8px 12px; background: var(--bg); }
 .popover { position: absolute; z-index: 2147483002; display: flex; gap: 2px; padding: 3px; background: var(--fg); border-radius: 8px; box-shadow: 0 4px 14px rgba(0,0,0,.3); }
 .popover button { border: 0; background: none; color: var(--bg); padding: 4px 10px; border-radius: 6px; font-size: 14px; }
