@@ -4,7 +4,9 @@ left, a chapter translated section by section, and a hostile answer rendered ine
 from __future__ import annotations
 
 import re
+import time
 
+import httpx
 import pytest
 
 from tests.openai_stub import ScriptedOpenAI
@@ -14,6 +16,7 @@ PID_PAGE = "/demo/motion/pid-control"
 URDU_WORDS = ["روبوٹ", "کنٹرولر", "غلطی", "رفتار", "حصہ", "اصول"]
 PLACEHOLDER = re.compile(r"(⟦\d+⟧)")
 HOSTILE = "XSS-PROBE"
+SLOW = "SLOW-PROBE"
 HOSTILE_ANSWER = (
     "Here is an image <img src=x onerror=\"window.__xss='answer-img'\"> and a script "
     "<script>window.__xss='answer-script'</script>, a [link](javascript:window.__xss='answer-link') "
@@ -46,6 +49,8 @@ def scripted_model(body: dict) -> str:
         return found.group(1).strip() if found else last
     if "adapt one section of a textbook chapter" in system:
         return last
+    if SLOW in last:
+        time.sleep(4)  # a model that takes its time, so the reader can press Stop
     return HOSTILE_ANSWER if HOSTILE in last else ANSWER
 
 
@@ -154,3 +159,19 @@ def test_a_hostile_model_answer_is_rendered_inert(server, new_page):
     assert page.evaluate("() => window.__xss") is None
     assert not page.errors
     screenshot(page, "13-hostile-answer-inert")
+
+
+def test_stop_cancels_the_run_and_says_so(server, new_page):
+    page = open_demo(new_page(), server.url, PID_PAGE)
+    page.evaluate(f"() => {{ window.booktutor.ask('{SLOW}: what is a PID controller?'); }}")
+    panel = widget(page)
+    stop = panel.locator("button", has_text="Stop")
+    stop.wait_for(state="visible")
+    page.wait_for_function("() => window.booktutor.threadId")
+    stop.click()
+    turn = panel.locator(".turn").last
+    turn.locator(".error-text", has_text="Stopped.").wait_for()
+    assert stop.is_hidden()
+    # The reader carries on: the next question is answered, not refused.
+    answer = ask(page, "What is a PID controller?")
+    assert answer["text"] == ANSWER

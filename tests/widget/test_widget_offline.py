@@ -337,3 +337,17 @@ def test_html_in_a_book_page_is_inert(server, new_page):
     page.wait_for_timeout(300)
     assert page.evaluate("() => window.__xss") is None
     assert not page.errors
+
+
+def test_chapter_buttons_without_a_model_say_a_model_is_needed(server, new_page):
+    page = open_demo(new_page(), server.url, PID_PAGE)
+    chapter = page.locator("booktutor-chapter")
+    chapter.locator("button.translate-chapter").click()
+    progress = chapter.locator(".progress")
+    page.wait_for_function(
+        "() => document.querySelector('booktutor-chapter').shadowRoot.querySelector('.progress').textContent.includes('language model')"
+    )
+    assert "none is set up" in progress.inner_text()
+    # The article stays as it was.
+    assert page.locator("article h1").first.is_visible()
+    screenshot(page, "09-chapter-needs-a-model")

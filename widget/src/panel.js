@@ -147,6 +147,7 @@ export class Panel {
         onEvent: (name, data) => {
           if (name === "metadata") {
             this.running.runId = data.run_id;
+            this.running.newThread = data.new_thread;
             this.threadId = data.thread_id;
           } else if (name === "step") {
             this.say(data.label ? `${data.label}…` : "Working…");
@@ -168,11 +169,14 @@ export class Panel {
         this.emit("answer", detail);
         return detail;
       }
+      if (final.data.code === "cancelled" && this.running.newThread) this.threadId = null;
       turn.fail(answer, readerMessage(final.data.code, final.data.message), final.data);
       this.say("");
       this.emit("error", { code: final.data.code, message: final.data.message });
       return null;
     } catch (error) {
+      // A first turn stopped before it was saved leaves no thread behind to continue.
+      if (error.name === "AbortError" && this.running.newThread) this.threadId = null;
       const message = error.name === "AbortError" ? readerMessage("cancelled")
         : error instanceof TutorError ? error.message : readerMessage("network");
       turn.fail(answer, message, {});
