@@ -38,6 +38,8 @@ export function readerMessage(code, serverMessage, retryAfter) {
       return "The tutor cannot be reached. Check your connection and try again.";
     case "cancelled":
       return "Stopped.";
+    case "thread_not_found":
+      return "This conversation is no longer available. Your question was not sent; ask it again to start a new one.";
     case "index_empty":
       return "The tutor has no book to answer from yet.";
     default:

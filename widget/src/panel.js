@@ -177,6 +177,7 @@ export class Panel {
     } catch (error) {
       // A first turn stopped before it was saved leaves no thread behind to continue.
       if (error.name === "AbortError" && this.running.newThread) this.threadId = null;
+      if (error.code === "thread_not_found") this.threadId = null;
       const message = error.name === "AbortError" ? readerMessage("cancelled")
         : error instanceof TutorError ? error.message : readerMessage("network");
       turn.fail(answer, message, {});
