@@ -99,14 +99,18 @@ def visitor_secret(settings: Any) -> bytes:
     if settings.visitor_secret:
         return settings.visitor_secret.encode()
     path = Path(settings.home) / VISITOR_SECRET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # O_EXCL: two processes starting at once agree on whichever secret was written first.
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    with os.fdopen(descriptor, "w") as file:
-        file.write(secrets.token_hex(32))
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f"{VISITOR_SECRET_FILE}.{secrets.token_hex(4)}")
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(secrets.token_hex(32))
+        try:
+            # A hard link appears whole or not at all: processes starting together all read one secret.
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     return path.read_bytes().strip()
 
 

@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     jwt_audience: Optional[str] = Field(default=None, validation_alias="BOOKTUTOR_JWT_AUDIENCE")
     jwt_issuer: Optional[str] = Field(default=None, validation_alias="BOOKTUTOR_JWT_ISSUER")
     allow_anonymous: Optional[bool] = Field(default=None, validation_alias="BOOKTUTOR_ALLOW_ANONYMOUS")
-    visitor_secret: Optional[str] = Field(default=None, validation_alias="BOOKTUTOR_VISITOR_SECRET")
+    visitor_secret: Optional[str] = Field(default=None, min_length=32, validation_alias="BOOKTUTOR_VISITOR_SECRET")
     admin_subjects: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="BOOKTUTOR_ADMIN_SUBJECTS")
     rate_limit: str = Field(default="60/minute", validation_alias="BOOKTUTOR_RATE_LIMIT")
     anonymous_rate_limit: str = Field(default="10/minute", validation_alias="BOOKTUTOR_ANONYMOUS_RATE_LIMIT")

@@ -253,7 +253,11 @@ export class Panel {
         // Re-render on the next frame only: a fast stream costs one parse per frame, not per token.
         const draw = () => {
           frame = 0;
+          const log = panel.log;
+          const following = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
           body.replaceChildren(renderMarkdown(text, linkFor));
+          // Keep the newest words in view, unless the reader scrolled up to read something else.
+          if (following) log.scrollTop = log.scrollHeight;
         };
         if (now) return draw();
         if (!frame) frame = requestAnimationFrame(draw);
