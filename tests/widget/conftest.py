@@ -106,12 +106,14 @@ class Server:
 
 
 class CuttingProxy:
-    """A TCP proxy in front of the server that can drop a streamed answer part-way, the way a flaky
-    network does: `arm(n)` cuts the next response carrying SSE tokens in the middle of its n-th token
+    """A TCP proxy in front of the server that behaves like a poor network: `arm(n)` cuts the next response carrying SSE tokens in the middle of its n-th token
     event, closing the browser's connection while the run goes on at the server."""
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, *, drip: int = 0) -> None:
         self.upstream_port = upstream_port
+        # With `drip`, responses reach the browser in pieces of that many bytes, split anywhere: inside
+        # a UTF-8 character, between "\r" and "\n", in the middle of an event.
+        self.drip = drip
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.cut_after = 0
@@ -149,7 +151,13 @@ class CuttingProxy:
                             already = len(seen) - len(data)
                             target.sendall(seen[already : position + 9] if position + 9 > already else b"")
                             raise ConnectionAbortedError
-                target.sendall(data)
+                if to_browser and self.drip:
+                    target.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    for start in range(0, len(data), self.drip):
+                        target.sendall(data[start : start + self.drip])
+                        time.sleep(0.001)
+                else:
+                    target.sendall(data)
         except OSError:
             pass
         finally:

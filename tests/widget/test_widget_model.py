@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.openai_stub import ScriptedOpenAI
-from tests.widget.conftest import Server, ask, ingested_sample_book, open_demo, screenshot
+from tests.widget.conftest import CuttingProxy, Server, ask, ingested_sample_book, open_demo, screenshot
 
 PID_PAGE = "/demo/motion/pid-control"
 URDU_WORDS = ["روبوٹ", "کنٹرولر", "غلطی", "رفتار", "حصہ", "اصول"]
@@ -175,3 +175,24 @@ def test_stop_cancels_the_run_and_says_so(server, new_page):
     # The reader carries on: the next question is answered, not refused.
     answer = ask(page, "What is a PID controller?")
     assert answer["text"] == ANSWER
+
+
+def test_urdu_split_anywhere_by_the_network_arrives_intact(server, new_page):
+    # A reader whose profile asks for Urdu, reading through a network that splits every 7 bytes.
+    saved = httpx.put(f"{server.url}/v1/profile", json={"preferred_language": "ur"})
+    visitor = saved.headers["X-Visitor-Id"]
+    proxy = CuttingProxy(server.port, drip=7)
+    try:
+        page = new_page()
+        page.goto(proxy.url + PID_PAGE)
+        page.evaluate("([key, id]) => localStorage.setItem(key, id)", [f"booktutor.visitor:{proxy.url}", visitor])
+        open_demo(page, proxy.url, PID_PAGE)
+        result = ask(page, "How does the derivative term work?")
+
+        assert result["direction"] == "rtl" and "\ufffd" not in result["text"]
+        stored = httpx.get(f"{server.url}/v1/threads/{result['threadId']}", headers={"X-Visitor-Id": visitor}).json()
+        assert result["text"] == stored["messages"][-1]["content"]
+        shown = widget(page).locator(".turn").last.locator(".answer-body").first.inner_text()
+        assert "\ufffd" not in shown and "روبوٹ" in shown
+    finally:
+        proxy.close()
