@@ -85,9 +85,12 @@ def extractive_answer(
 ) -> str:
     """Pick and cite the sentences of the passages that best answer the question (see `OfflineChatModel`
     for `embeddings`, `terms` and `prose`)."""
-    question_terms = set(terms(context["question"]))
     passages = context["passages"]
     selection = context.get("selection")
+    # A question about a selection ("Explain this passage.") is about the selection's words too;
+    # ranked on the question alone, any sentence containing "explains" would win.
+    query = f"{context['question']}\n{selection}" if selection else context["question"]
+    question_terms = set(terms(query))
     if not passages and not selection:
         return NOT_FOUND
 
@@ -114,7 +117,7 @@ def extractive_answer(
 
     # Meaning matters more than shared words: "how do nodes exchange messages" should find "nodes
     # publish to topics", so the sentence's embedding similarity leads the score.
-    question_vector = np.array(embeddings.embed_query(context["question"]))
+    question_vector = np.array(embeddings.embed_query(query))
     similarity = np.array(embeddings.embed_documents([c[2] for c in candidates])) @ question_vector
     max_lexical = sum(math.log(1 + len(candidates) / f) for f in frequency.values()) or 1.0
 

@@ -71,9 +71,11 @@ class Settings(BaseSettings):
     jwt_audience: Optional[str] = Field(default=None, validation_alias="BOOKTUTOR_JWT_AUDIENCE")
     jwt_issuer: Optional[str] = Field(default=None, validation_alias="BOOKTUTOR_JWT_ISSUER")
     allow_anonymous: Optional[bool] = Field(default=None, validation_alias="BOOKTUTOR_ALLOW_ANONYMOUS")
+    visitor_secret: Optional[str] = Field(default=None, min_length=32, validation_alias="BOOKTUTOR_VISITOR_SECRET")
     admin_subjects: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="BOOKTUTOR_ADMIN_SUBJECTS")
     rate_limit: str = Field(default="60/minute", validation_alias="BOOKTUTOR_RATE_LIMIT")
     anonymous_rate_limit: str = Field(default="10/minute", validation_alias="BOOKTUTOR_ANONYMOUS_RATE_LIMIT")
+    request_rate_limit: str = Field(default="600/minute", validation_alias="BOOKTUTOR_REQUEST_RATE_LIMIT")
     max_body_bytes: int = Field(default=1_000_000, ge=1024, validation_alias="BOOKTUTOR_MAX_BODY_BYTES")
     max_concurrent_runs: int = Field(default=16, ge=1, validation_alias="BOOKTUTOR_MAX_CONCURRENT_RUNS")
     run_retention_seconds: float = Field(default=600, ge=1, validation_alias="BOOKTUTOR_RUN_RETENTION_SECONDS")
@@ -100,6 +102,8 @@ class Settings(BaseSettings):
             problems.append("set BOOKTUTOR_JWT_SECRET or BOOKTUTOR_JWKS_URL (or BOOKTUTOR_ALLOW_ANONYMOUS=true)")
         if self.jwt_secret and len(self.jwt_secret) < 32:
             problems.append("BOOKTUTOR_JWT_SECRET must be at least 32 characters")
+        if self.allow_anonymous and len(self.visitor_secret or "") < 32:
+            problems.append("anonymous visitors need BOOKTUTOR_VISITOR_SECRET (at least 32 characters) to sign their ids")
         if "*" in self.cors_origins:
             problems.append("BOOKTUTOR_CORS_ORIGINS must list origins, not '*'")
         if problems:

@@ -15,7 +15,7 @@ from booktutor.server.auth import Authenticator
 from booktutor.server.errors import install_error_handlers
 from booktutor.server.limits import BodySizeLimit, RateLimiter
 from booktutor.server.observability import Metrics, RequestContext
-from booktutor.server.routes import chapters, chat, feedback, health, ingest, profile, threads, translate
+from booktutor.server.routes import chapters, chat, feedback, health, ingest, profile, threads, translate, widget
 from booktutor.server.runs import RunManager
 from booktutor.server.settings import Settings, get_settings
 from booktutor.server.tutor import open_tutor
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = RateLimiter(settings)
 
     install_error_handlers(app)
-    for router in (health.router, chat.router, threads.router, profile.router, feedback.router, translate.router, chapters.router, ingest.router):
+    for router in (health.router, chat.router, threads.router, profile.router, feedback.router, translate.router, chapters.router, ingest.router, widget.router):
         app.include_router(router)
 
     # Outermost last: the body limit runs before anything reads the body.

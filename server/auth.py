@@ -1,11 +1,15 @@
-"""Who is asking: signed-in readers carry a JWT, anonymous visitors a browser-kept visitor id."""
+"""Who is asking: signed-in readers carry a JWT, anonymous visitors a visitor id this server issued and signed."""
 
 from __future__ import annotations
 
 import asyncio
-import re
-import uuid
-from typing import Any
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Optional
 
 import jwt
 from pydantic import BaseModel
@@ -13,7 +17,6 @@ from pydantic import BaseModel
 from booktutor.server.errors import HttpError
 
 HS256 = "HS256"
-VISITOR_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 MAX_SUBJECT_CHARS = 255
 # Identity providers and this server rarely agree on the time to the second.
 CLOCK_SKEW_SECONDS = 30
@@ -27,11 +30,8 @@ class Reader(BaseModel):
     id: str
     anonymous: bool
     admin: bool = False
-
-    @property
-    def visitor_id(self) -> str | None:
-        """The visitor id to hand back to the browser (anonymous readers only)."""
-        return self.id.removeprefix("anon:") if self.anonymous else None
+    visitor_id: Optional[str] = None
+    """The signed visitor id to hand back to the browser (anonymous readers only)."""
 
 
 class AuthError(HttpError):
@@ -55,6 +55,59 @@ def _production(settings: Any) -> bool:
     return str(settings.environment).strip().lower() == "production"
 
 
+VISITOR_SECRET_FILE = "visitor-secret"
+
+
+class VisitorIds:
+    """Anonymous visitor ids that only this server can issue: `<random nonce>.<HMAC-SHA256 of it>`.
+
+    A client that invents an id, or copies one out of the docs, holds no valid signature and so
+    cannot read anyone's threads. The nonce alone names the reader (`anon:<nonce>`).
+    """
+
+    NONCE_BYTES = 16
+    SIGNATURE_BYTES = 16
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 32:
+            raise ValueError("the visitor id secret must be at least 32 bytes")
+        self._secret = secret
+
+    def issue(self) -> str:
+        return self._sign(secrets.token_hex(self.NONCE_BYTES))
+
+    def verify(self, visitor_id: str) -> str | None:
+        """The nonce of a visitor id this server signed, or None."""
+        nonce, dot, _ = visitor_id.partition(".")
+        if not dot or len(visitor_id) > 128:
+            return None
+        return nonce if hmac.compare_digest(self._sign(nonce), visitor_id) else None
+
+    def _sign(self, nonce: str) -> str:
+        digest = hmac.new(self._secret, nonce.encode(), hashlib.sha256).digest()[: self.SIGNATURE_BYTES]
+        return f"{nonce}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
+
+
+def visitor_secret(settings: Any) -> bytes:
+    """`BOOKTUTOR_VISITOR_SECRET`, or (in development) a secret made once and kept in BOOKTUTOR_HOME."""
+    if settings.visitor_secret:
+        return settings.visitor_secret.encode()
+    path = Path(settings.home) / VISITOR_SECRET_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f"{VISITOR_SECRET_FILE}.{secrets.token_hex(4)}")
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(secrets.token_hex(32))
+        try:
+            # A hard link appears whole or not at all: processes starting together all read one secret.
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_bytes().strip()
+
+
 class Authenticator:
     """Turns the `Authorization` and `X-Visitor-Id` headers into a `Reader`.
 
@@ -74,6 +127,7 @@ class Authenticator:
         self._admins = frozenset(settings.admin_subjects or ())
         self._require = ["sub", "exp"] if _production(settings) else ["sub"]
         self._anonymous = anonymous_allowed(settings)
+        self.visitors = VisitorIds(visitor_secret(settings)) if self._anonymous else None
         self._jwks: jwt.PyJWKClient | None = None
         if settings.jwks_url:
             self._jwks = jwt.PyJWKClient(
@@ -103,13 +157,16 @@ class Authenticator:
     def _anonymous_reader(self, visitor_id: str | None) -> Reader:
         if not self._anonymous:
             raise AuthError("Sign in to use the tutor: send 'Authorization: Bearer <token>'.", code="auth_required")
+        assert self.visitors is not None
         if not visitor_id:
-            visitor_id = uuid.uuid4().hex
-        elif not VISITOR_ID.fullmatch(visitor_id):
+            visitor_id = self.visitors.issue()
+        nonce = self.visitors.verify(visitor_id)
+        if nonce is None:
             raise AuthError(
-                "The X-Visitor-Id header must be 8 to 64 letters, digits, '-' or '_'.", code="invalid_visitor_id"
+                "This X-Visitor-Id was not issued by this server. Send the request without it to get a new one.",
+                code="invalid_visitor_id",
             )
-        return Reader(id=f"anon:{visitor_id}", anonymous=True)
+        return Reader(id=f"anon:{nonce}", anonymous=True, visitor_id=visitor_id)
 
     async def _verify(self, token: str) -> dict[str, Any]:
         if self._secret is None and self._jwks is None:

@@ -47,8 +47,8 @@ async def _reader(request: Request, response: Response) -> Reader:
 
 
 async def _limited_reader(request: Request, reader: Annotated[Reader, Depends(_reader)]) -> Reader:
-    """The reader, after their per-reader rate limit is checked."""
-    request.app.state.rate_limiter.check(reader)
+    """The reader, after their per-reader rate limits are checked."""
+    request.app.state.rate_limiter.check_request(reader, request.method, request.url.path)
     return reader
 
 

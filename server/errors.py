@@ -68,6 +68,7 @@ STATUS_BY_CODE = {
     "database_unavailable": 503,
     "server_busy": 503,
     "not_ready": 503,
+    "widget_not_built": 503,
     "internal_error": 500,
 }
 

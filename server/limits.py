@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from typing import Any, Awaitable, Callable, MutableMapping
@@ -144,25 +145,49 @@ def _declared_length(scope: Scope) -> int | None:
     return longest
 
 
-class RateLimiter:
-    """Per-reader request limits over a moving window (`limits` strings such as "60/minute").
+# Requests that cost: each starts a tutor run or a model call. Reading one's own profile, threads or
+# a run's stream costs nothing worth rationing, so a reader browsing the widget never meets the quota.
+COSTLY_REQUESTS = re.compile(
+    r"POST /v1/(chat|explain|translate|chapters/(translate|personalize)|ingest"
+    r"|threads/[^/]+/messages/[^/]+/translate)/?"
+)
 
-    Anonymous readers get `anonymous_rate_limit`, signed-in readers `rate_limit`. Counts live in this
-    process's memory: each worker process limits on its own and counts reset on restart, so with N
-    workers a reader may make up to N times the configured rate.
+
+def costs(method: str, path: str) -> bool:
+    """Whether a request counts against the reader's quota of turns and translations."""
+    return COSTLY_REQUESTS.fullmatch(f"{method.upper()} {path}") is not None
+
+
+class RateLimiter:
+    """Per-reader limits over a moving window (`limits` strings such as "60/minute").
+
+    What costs (turns, translations; see `costs`) is counted against `anonymous_rate_limit` for
+    anonymous readers and `rate_limit` for signed-in ones. Every request, costly or not, also counts
+    against the much larger `request_rate_limit`, which only a runaway client reaches. Counts live in
+    this process's memory: each worker process limits on its own and counts reset on restart, so with
+    N workers a reader may make up to N times the configured rate.
     """
 
     def __init__(self, settings: Any) -> None:
         self._signed_in = limits.parse(settings.rate_limit)
         self._anonymous = limits.parse(settings.anonymous_rate_limit)
+        self._requests = limits.parse(settings.request_rate_limit)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
+    def check_request(self, reader: Reader, method: str, path: str) -> None:
+        """Count one HTTP request for `reader`, or raise `RateLimited`."""
+        self._hit(self._requests, "request", reader)
+        if costs(method, path):
+            self.check(reader)
+
     def check(self, reader: Reader) -> None:
-        """Count one request for `reader`, or raise `RateLimited` if their window is full."""
-        item = self._anonymous if reader.anonymous else self._signed_in
-        if self._limiter.hit(item, "reader", reader.id):
+        """Count one costly request for `reader`, or raise `RateLimited` if their window is full."""
+        self._hit(self._anonymous if reader.anonymous else self._signed_in, "reader", reader)
+
+    def _hit(self, item: limits.RateLimitItem, kind: str, reader: Reader) -> None:
+        if self._limiter.hit(item, kind, reader.id):
             return
-        stats = self._limiter.get_window_stats(item, "reader", reader.id)
+        stats = self._limiter.get_window_stats(item, kind, reader.id)
         raise RateLimited(math.ceil(stats.reset_time - time.time()))
 
 

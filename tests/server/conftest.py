@@ -22,6 +22,12 @@ def auth(subject: str, **claims) -> dict[str, str]:
     return {"Authorization": f"Bearer {token_for(subject, **claims)}"}
 
 
+async def new_visitor(client: httpx.AsyncClient) -> dict[str, str]:
+    """Headers of a fresh anonymous visitor, carrying an id the server issued and signed."""
+    response = await client.get("/v1/profile")
+    return {"X-Visitor-Id": response.headers["X-Visitor-Id"]}
+
+
 @pytest.fixture
 def server_settings(settings):
     """The test book and database, HS256 tokens, anonymous visitors allowed, generous limits."""

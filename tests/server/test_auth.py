@@ -32,6 +32,7 @@ AUTH_DEFAULTS = {
     "jwt_issuer": None,
     "allow_anonymous": None,
     "admin_subjects": [],
+    "visitor_secret": "a-visitor-secret-that-is-long-enough-to-sign",
 }
 
 
@@ -235,26 +236,40 @@ def test_anonymous_allowed_rule():
     assert anonymous_allowed(make_settings(environment="production", allow_anonymous=True))
 
 
-async def test_anonymous_reader_keeps_its_visitor_id():
-    reader = await Authenticator(make_settings()).authenticate(None, "visitor_1234-abcd")
-    assert reader == Reader(id="anon:visitor_1234-abcd", anonymous=True, admin=False)
-    assert reader.visitor_id == "visitor_1234-abcd"
-
-
-async def test_anonymous_reader_without_visitor_id_gets_a_fresh_one():
+async def test_anonymous_reader_without_visitor_id_gets_a_signed_one():
     authenticator = Authenticator(make_settings())
     first = await authenticator.authenticate(None, None)
     second = await authenticator.authenticate(None, "")
     assert first.anonymous and first.id.startswith("anon:")
-    assert len(first.visitor_id) == 32 and first.visitor_id.isalnum()
+    nonce, signature = first.visitor_id.split(".")
+    assert first.id == f"anon:{nonce}" and len(nonce) == 32 and signature
     assert first.visitor_id != second.visitor_id
-    # The generated id must be accepted when the browser sends it back.
+    # The issued id is accepted when the browser sends it back, and names the same reader.
     again = await authenticator.authenticate(None, first.visitor_id)
-    assert again.id == first.id
+    assert again == first
 
 
-@pytest.mark.parametrize("visitor_id", ["short", "x" * 65, "has space1", "semi;colon", "ünïcode-id", "abcdefgh\n"])
-async def test_bad_visitor_id_is_refused(visitor_id):
+async def test_visitor_ids_are_signed_with_the_server_secret():
+    issued = (await Authenticator(make_settings()).authenticate(None, None)).visitor_id
+    other_server = Authenticator(make_settings(visitor_secret="another-secret-that-is-long-enough-too"))
+    with pytest.raises(AuthError) as caught:
+        await other_server.authenticate(None, issued)
+    assert caught.value.code == "invalid_visitor_id"
+
+
+async def test_development_secret_is_made_once_and_kept_in_home(tmp_path):
+    settings = make_settings(visitor_secret=None, home=tmp_path)
+    issued = (await Authenticator(settings).authenticate(None, None)).visitor_id
+    assert (tmp_path / "visitor-secret").stat().st_mode & 0o777 == 0o600
+    # A restarted server (same home) still knows its visitors.
+    assert (await Authenticator(settings).authenticate(None, issued)).visitor_id == issued
+
+
+@pytest.mark.parametrize(
+    "visitor_id",
+    ["reader-demo-123", "visitor_1234-abcd", "short", "x" * 65, "has space1", "ünïcode-id", "abcdefgh\n", "a.b"],
+)
+async def test_invented_visitor_id_is_refused(visitor_id):
     with pytest.raises(AuthError) as caught:
         await Authenticator(make_settings()).authenticate(None, visitor_id)
     assert caught.value.code == "invalid_visitor_id"
@@ -270,8 +285,9 @@ async def test_anonymous_refused_when_not_allowed():
 
 async def test_signed_in_and_anonymous_both_work_when_allowed():
     authenticator = Authenticator(make_settings(jwt_secret=SECRET, allow_anonymous=True))
-    assert (await authenticator.authenticate(None, "visitor_1234")).anonymous
-    assert (await authenticator.authenticate(f"Bearer {hs256(claims())}", "visitor_1234")).id == "user:ada"
+    visitor = (await authenticator.authenticate(None, None)).visitor_id
+    assert (await authenticator.authenticate(None, visitor)).anonymous
+    assert (await authenticator.authenticate(f"Bearer {hs256(claims())}", visitor)).id == "user:ada"
     # A bad token is an error even though anonymous use is allowed: no silent downgrade.
     with pytest.raises(AuthError):
         await authenticator.authenticate("Bearer nonsense", "visitor_1234")

@@ -211,9 +211,9 @@ async def test_bad_tokens_are_refused(client, kind):
     assert response.json()["error"]["code"] in {"invalid_token", "token_expired"}
 
 
-async def test_rate_limit_answers_429_with_retry_after(app, client):
+async def test_runaway_client_is_answered_429_with_retry_after(app, client):
     app.state.rate_limiter = type(app.state.rate_limiter)(
-        app.state.settings.model_copy(update={"rate_limit": "3/minute"})
+        app.state.settings.model_copy(update={"request_rate_limit": "3/minute"})
     )
     headers = auth("quota-reader")
     statuses = [(await client.get("/v1/runs/none", headers=headers)).status_code for _ in range(4)]

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.server.conftest import auth
+from tests.server.conftest import auth, new_visitor
 from tests.server.test_profile import assert_error
 from tests.server.test_threads import fresh, start_thread
 
@@ -209,7 +209,7 @@ async def test_translate_a_past_answer_needs_the_readers_thread(client):
 
 
 async def test_ingest_needs_an_admin(client, tmp_path):
-    for headers in (fresh(), {"X-Visitor-Id": uuid.uuid4().hex}, auth(f"user-{uuid.uuid4().hex[:8]}", role="editor")):
+    for headers in (fresh(), await new_visitor(client), auth(f"user-{uuid.uuid4().hex[:8]}", role="editor")):
         response = await client.post("/v1/ingest", json={"path": str(tmp_path)}, headers=headers)
         assert_error(response, 403, "forbidden")
 

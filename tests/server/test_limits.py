@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel
 
 from booktutor.server.auth import Reader
-from booktutor.server.limits import BodySizeLimit, ConcurrencyLimit, RateLimited, RateLimiter, ServerBusy
+from booktutor.server.limits import BodySizeLimit, ConcurrencyLimit, RateLimited, RateLimiter, ServerBusy, costs
 from booktutor.server.settings import Settings
 from booktutor.tools.errors import BooktutorError
 
@@ -305,3 +305,50 @@ def test_server_busy_error():
     assert isinstance(error, BooktutorError)
     assert error.code == "server_busy" and error.status == 503
     assert error.message
+
+
+# -- what counts ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "costly"),
+    [
+        ("POST", "/v1/chat", True),
+        ("POST", "/v1/explain", True),
+        ("POST", "/v1/translate", True),
+        ("POST", "/v1/chapters/translate", True),
+        ("POST", "/v1/chapters/personalize", True),
+        ("POST", "/v1/threads/t1/messages/m1/translate", True),
+        ("GET", "/v1/profile", False),
+        ("PUT", "/v1/profile", False),
+        ("GET", "/v1/threads", False),
+        ("GET", "/v1/threads/t1", False),
+        ("DELETE", "/v1/threads/t1", False),
+        ("GET", "/v1/runs/r1/stream", False),
+        ("POST", "/v1/runs/r1/cancel", False),
+        ("POST", "/v1/threads/t1/messages/m1/feedback", False),
+        ("GET", "/v1/chapters/status", False),
+    ],
+)
+def test_only_what_costs_counts_against_the_quota(method, path, costly):
+    assert costs(method, path) is costly
+
+
+def test_a_reader_browsing_the_panel_never_meets_the_quota():
+    limits = limiter(anonymous="10/minute")
+    for _ in range(10):
+        limits.check_request(VISITOR, "POST", "/v1/chat")
+        for method, path in (("GET", "/v1/threads"), ("GET", "/v1/profile"), ("GET", "/v1/runs/r1/stream")):
+            limits.check_request(VISITOR, method, path)
+    with pytest.raises(RateLimited):
+        limits.check_request(VISITOR, "POST", "/v1/chat")
+    # Reading stays open while the turn quota is used up.
+    limits.check_request(VISITOR, "GET", "/v1/threads")
+
+
+def test_a_runaway_client_is_still_limited():
+    limits = RateLimiter(Settings(rate_limit="3/minute", anonymous_rate_limit="2/minute", request_rate_limit="5/minute"))
+    for _ in range(5):
+        limits.check_request(VISITOR, "GET", "/v1/threads")
+    with pytest.raises(RateLimited):
+        limits.check_request(VISITOR, "GET", "/v1/threads")

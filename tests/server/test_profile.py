@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
 
+from tests.server.conftest import new_visitor
 from tests.server.test_threads import fresh
 
 DEFAULTS = {
@@ -78,14 +78,25 @@ async def test_profiles_are_per_reader(client):
 
 
 async def test_anonymous_visitor_keeps_a_profile_under_their_visitor_id(client):
-    visitor = {"X-Visitor-Id": uuid.uuid4().hex}
+    visitor = await new_visitor(client)
 
     saved = await client.put("/v1/profile", json={**FULL, "preferred_language": "fr"}, headers=visitor)
 
     assert saved.status_code == 200
     assert saved.headers["X-Visitor-Id"] == visitor["X-Visitor-Id"]
     assert (await client.get("/v1/profile", headers=visitor)).json()["preferred_language"] == "fr"
-    assert (await client.get("/v1/profile", headers={"X-Visitor-Id": uuid.uuid4().hex})).json() == DEFAULTS
+    assert (await client.get("/v1/profile", headers=await new_visitor(client))).json() == DEFAULTS
+
+
+async def test_an_invented_visitor_id_reads_nothing(client):
+    owner = await new_visitor(client)
+    await client.put("/v1/profile", json=FULL, headers=owner)
+    nonce = owner["X-Visitor-Id"].split(".")[0]
+
+    for invented in ("reader-demo-123", nonce, f"{nonce}.forged-signature", owner["X-Visitor-Id"] + "x"):
+        response = await client.get("/v1/profile", headers={"X-Visitor-Id": invented})
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_visitor_id"
 
 
 async def test_unknown_field_is_refused(client):

@@ -38,6 +38,7 @@ def test_documented_variables_are_read(monkeypatch):
         ({}, "BOOKTUTOR_JWT_SECRET"),
         ({"jwt_secret": "short"}, "at least 32"),
         ({"jwt_secret": "x" * 40, "cors_origins": ["*"]}, "CORS"),
+        ({"allow_anonymous": True}, "BOOKTUTOR_VISITOR_SECRET"),
     ],
 )
 def test_production_refuses_unsafe_settings(fields, problem):

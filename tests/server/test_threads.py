@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 
-from tests.server.conftest import auth
+from tests.server.conftest import auth, new_visitor
 
 TOPICS = "How do ROS 2 nodes exchange messages through topics?"
 
@@ -128,7 +128,7 @@ async def test_another_readers_thread_is_not_found(client):
 async def test_anonymous_visitor_cannot_reach_a_signed_in_readers_thread(client):
     thread_id, _ = await start_thread(client, fresh())
 
-    response = await client.get(f"/v1/threads/{thread_id}", headers={"X-Visitor-Id": uuid.uuid4().hex})
+    response = await client.get(f"/v1/threads/{thread_id}", headers=await new_visitor(client))
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "thread_not_found"
