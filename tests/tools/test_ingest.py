@@ -33,6 +33,23 @@ def index(tmp_path) -> BookIndex:
     return open_book_index(path=tmp_path / "qdrant", collection="sample")
 
 
+@pytest.fixture(scope="module")
+def ingested_once(tmp_path_factory) -> Path:
+    """The sample book ingested once for this module, its folder closed so that tests can copy it."""
+    folder = tmp_path_factory.mktemp("sample-index") / "qdrant"
+    index = open_book_index(path=folder, collection="sample")
+    ingest_book(SAMPLE_BOOK, index)
+    close_book_index(index)
+    return folder
+
+
+@pytest.fixture
+def ingested(tmp_path, ingested_once) -> BookIndex:
+    """An index that already holds `book` as it is before a test changes it (a copy of `ingested_once`)."""
+    shutil.copytree(ingested_once, tmp_path / "qdrant")
+    return open_book_index(path=tmp_path / "qdrant", collection="sample")
+
+
 def point_ids(index: BookIndex) -> set[str]:
     points, _ = index.client.scroll(index.collection, limit=10_000, with_vectors=False)
     return {str(p.id) for p in points}
@@ -51,8 +68,8 @@ def test_ingest_indexes_every_page_with_citation_metadata(book, index):
     assert hit["title"] and hit["heading"]
 
 
-def test_reingest_skips_unchanged_updates_changed_and_removes_deleted(book, index):
-    ingest_book(book, index)
+def test_reingest_skips_unchanged_updates_changed_and_removes_deleted(book, ingested):
+    index = ingested
     before = point_ids(index)
 
     again = ingest_book(book, index)
@@ -71,8 +88,8 @@ def test_reingest_skips_unchanged_updates_changed_and_removes_deleted(book, inde
     assert "03-software/02-putting-it-together.md" not in paths
 
 
-def test_a_new_base_url_rewrites_every_page_with_its_new_urls(book, index):
-    ingest_book(book, index)
+def test_a_new_base_url_rewrites_every_page_with_its_new_urls(book, ingested):
+    index = ingested
 
     moved = ingest_book(book, index, base_url="/book")
 
@@ -82,8 +99,8 @@ def test_a_new_base_url_rewrites_every_page_with_its_new_urls(book, index):
     assert ingest_book(book, index, base_url="/book").unchanged == moved.files
 
 
-def test_a_renamed_module_rewrites_only_that_module_and_shows_in_citations(book, index):
-    ingest_book(book, index)
+def test_a_renamed_module_rewrites_only_that_module_and_shows_in_citations(book, ingested):
+    index = ingested
     category = book / "02-motion" / "_category_.json"
     category.write_text('{"label": "Wheels, Motors and Control", "position": 3}')
 
@@ -126,12 +143,13 @@ def test_local_mode_storage_is_switched_to_a_write_ahead_log(book, index, tmp_pa
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_chunk_ids_are_deterministic_across_indexes(book, tmp_path):
-    first = open_book_index(path=tmp_path / "one", collection="sample")
-    second = open_book_index(path=tmp_path / "two", collection="sample")
-    ingest_book(book, first)
-    ingest_book(book, second)
-    assert point_ids(first) == point_ids(second)
+def test_chunk_ids_are_deterministic_across_indexes(book, index, ingested_once):
+    ingest_book(book, index)  # another folder, another copy of the book, another process's index
+    earlier = open_book_index(path=ingested_once, collection="sample")
+    try:
+        assert point_ids(index) == point_ids(earlier)
+    finally:
+        close_book_index(earlier)
 
 
 def test_one_bad_file_is_reported_and_the_rest_ingested(book, index):
@@ -147,8 +165,8 @@ def test_one_bad_file_is_reported_and_the_rest_ingested(book, index):
     assert "broken.md" not in index.manifest()
 
 
-def test_a_file_that_breaks_later_keeps_its_previous_chunks(book, index):
-    ingest_book(book, index)
+def test_a_file_that_breaks_later_keeps_its_previous_chunks(book, ingested):
+    index = ingested
     page = book / "01-foundations" / "01-what-is-a-mobile-robot.md"
     page.write_bytes(b"\xff\xfe not utf-8")
 
@@ -159,8 +177,8 @@ def test_a_file_that_breaks_later_keeps_its_previous_chunks(book, index):
 
 
 @pytest.mark.parametrize("make", ["missing", "file", "empty"])
-def test_unusable_docs_folders_are_refused_before_the_index_is_touched(tmp_path, index, book, make):
-    ingest_book(book, index)
+def test_unusable_docs_folders_are_refused_before_the_index_is_touched(tmp_path, ingested, make):
+    index = ingested
     count = index.count()
     target = tmp_path / "target"
     if make == "file":
@@ -177,11 +195,11 @@ def test_unusable_docs_folders_are_refused_before_the_index_is_touched(tmp_path,
     assert index.count() == count
 
 
-def test_a_file_left_half_rewritten_is_rewritten_by_the_next_ingest(book, index, tmp_path):
+def test_a_file_left_half_rewritten_is_rewritten_by_the_next_ingest(book, ingested, tmp_path):
     from booktutor.tools.docusaurus import module_label, read_categories, read_page
     from booktutor.tools.ingest import fingerprint, page_records
 
-    ingest_book(book, index)
+    index = ingested
     page = book / "02-motion" / "03-pid-control.md"
     page.write_text(page.read_text().replace("derivative", "rate-of-change"))
     # A run stopped after writing the new version but before deleting the old one:
