@@ -1,4 +1,5 @@
-"""The local-mode search mirror answers exactly what Qdrant's own hybrid query answers, and follows writes."""
+"""The local-mode search mirror answers what Qdrant's own hybrid query answers (exactly, up to the order
+of points with equal scores, which Qdrant leaves undefined), and follows writes."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def as_tie_broken_by(ours: list[tuple[str, float]], theirs: list[tuple[str, floa
     Qdrant defines no order among equal scores: local mode sorts with numpy's unstable argsort, whose
     order for equal keys depends on the CPU's sort kernel (AVX-512, AVX2 or none) and on storage
     order. Every such reordering is therefore an answer Qdrant could give, and the mirror must give
-    one of them. Scores within 1e-5 count as tied: the mirror adds in float64, Qdrant in float32.
+    one of them. Scores within 1e-5 count as tied, as the two sides add in different float precisions.
     `theirs` is asked for 2 x PREFETCH points, so that a run cut at PREFETCH is whole.
     """
     runs: list[list[tuple[str, float]]] = []
