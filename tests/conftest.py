@@ -123,6 +123,15 @@ def book_home(tmp_path_factory, corpus_home) -> Path:
     return home
 
 
+@pytest.fixture(scope="session", autouse=True)
+def close_indexes_at_the_end() -> Iterator[None]:
+    """Close local-mode clients before the interpreter shuts down (their finalizers fail noisily then)."""
+    yield
+    from booktutor.tools.index import close_all
+
+    close_all()
+
+
 @pytest.fixture(scope="session")
 def book_index(book_home):
     from booktutor.tools.index import open_book_index

@@ -59,6 +59,9 @@ class _Snapshot:
         self.paths = np.array([meta["path"] for meta in metadata], dtype=object)
         self.page_urls = np.array([meta["page_url"] for meta in metadata], dtype=object)
         self.modules = np.array([meta["module"] for meta in metadata], dtype=object)
+        # Each row's place in point-id order: equal scores are ranked by it (see `_top`).
+        self.id_ranks = np.empty(len(rows), dtype=np.int64)
+        self.id_ranks[np.argsort(np.array([row.id for row in rows], dtype=str), kind="stable")] = np.arange(len(rows))
         # Inverted index as three parallel arrays sorted by term: a term's postings are one slice.
         lengths = [len(row.terms) for row in rows]
         all_terms = np.concatenate([row.terms for row in rows]) if rows else np.zeros(0, dtype=np.int64)
@@ -85,7 +88,7 @@ class _Snapshot:
         scores = self.dense @ (query / norm if norm else query)
         if keep is not None:
             scores = np.where(keep, scores, -np.inf)
-        return _top(scores, limit)
+        return _top(scores, limit, self.id_ranks)
 
     def sparse_top(
         self, terms: Sequence[int], weights: Sequence[float], limit: int, keep: np.ndarray | None
@@ -104,15 +107,24 @@ class _Snapshot:
             scores[rows] = np.where(np.isneginf(touched), 0.0, touched) + weight * idf * self.weights[start:end]
         if keep is not None:
             scores = np.where(keep, scores, -np.inf)
-        return _top(scores, limit)
+        return _top(scores, limit, self.id_ranks)
 
 
-def _top(scores: np.ndarray, limit: int) -> list[tuple[int, float]]:
-    """(row, score) of the `limit` best finite scores, best first."""
+def _top(scores: np.ndarray, limit: int, id_ranks: np.ndarray) -> list[tuple[int, float]]:
+    """(row, score) of the `limit` best finite scores, best first, equal scores in point-id order.
+
+    Chunks often tie (two chunks sharing the query's terms equally get the same BM25 score). numpy's
+    quicksort and introselect order equal keys differently on different CPUs (their SIMD kernels
+    differ), so without an explicit tie-break the same book would rank differently per machine.
+    Qdrant does not define an order among equal scores either, so any fixed one is Qdrant's answer.
+    """
     candidates = np.flatnonzero(np.isfinite(scores))
     if len(candidates) > limit:
-        candidates = candidates[np.argpartition(-scores[candidates], limit - 1)[:limit]]
-    best = candidates[np.argsort(-scores[candidates], kind="stable")]
+        # Keep every point tied with the limit-th best, so the tie-break below makes the cut, not chance.
+        cut = len(candidates) - limit
+        kth = np.partition(scores[candidates], cut)[cut]
+        candidates = candidates[scores[candidates] >= kth]
+    best = candidates[np.lexsort((id_ranks[candidates], -scores[candidates]))][:limit]
     return list(zip(best.tolist(), scores[best].tolist(), strict=True))
 
 

@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from markdown_it import MarkdownIt
 
 from booktutor.server.errors import ApiError
-from booktutor.tools.docusaurus import heading_anchor
+from booktutor.tools.docusaurus.anchors import heading_anchor
 
 router = APIRouter(tags=["widget"])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import threading
 import time
@@ -278,6 +279,7 @@ def test_a_dropped_client_does_not_stop_the_run_and_can_resume(live_server, lang
                 received += parse_sse("\n\n".join(complete) + "\n\n")
                 if any(e["event"] == "token" for e in received):
                     break  # the reader's train goes into a tunnel
+        assert received[-1]["event"] == "token", "the stream must be dropped while tokens are still coming"
         run_id = received[0]["data"]["run_id"]
         thread_id = received[0]["data"]["thread_id"]
 
@@ -302,25 +304,50 @@ def _loop_of(app) -> asyncio.AbstractEventLoop:
 
 
 def test_a_64_megabyte_chunked_upload_is_refused_before_parsing(live_server):
-    url, app = live_server
-    sent = 0
+    """Over a raw socket, reading while sending as a browser does: the 413 arrives while the upload goes on.
 
-    def body():
-        nonlocal sent
-        chunk = b"x" * (1 << 20)
-        for _ in range(64):
-            sent += len(chunk)
-            yield chunk
+    An HTTP client that reads only after sending the whole body (httpx) sees just the closed socket.
+    """
+    url, _ = live_server
+    host, port = url.removeprefix("http://").split(":")
+    answer = bytearray()
+    answered = threading.Event()
 
-    with httpx.Client(base_url=url, timeout=30) as http:
+    def read(sock: socket.socket) -> None:
+        """Collect the response: its head, then as many body bytes as its Content-Length says."""
         try:
-            response = http.post("/v1/chat", content=body(), headers={**auth("uploader"), "Content-Type": "application/json"})
-        except httpx.TransportError:
-            response = None  # the server may close the socket while we are still sending
+            while True:
+                head, gap, body = bytes(answer).partition(b"\r\n\r\n")
+                length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                if gap and length and len(body) >= int(length.group(1)):
+                    break
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer.extend(data)
+        except OSError:
+            pass
+        answered.set()
 
-    if response is not None:
-        assert response.status_code == 413
-        assert response.json()["error"]["code"] == "body_too_large"
+    sent = 0
+    chunk = b"x" * (1 << 16)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        reader = threading.Thread(target=read, args=(sock,), daemon=True)
+        reader.start()
+        headers = f"Authorization: Bearer {token_for('uploader')}\r\nContent-Type: application/json\r\n"
+        sock.sendall(f"POST /v1/chat HTTP/1.1\r\nHost: {host}\r\n{headers}Transfer-Encoding: chunked\r\n\r\n".encode())
+        sock.settimeout(10)
+        try:
+            while sent < 64 * (1 << 20) and not answered.is_set():
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+        except OSError:
+            pass  # the server closed the connection, or stopped reading it
+        reader.join(timeout=30)
+
+    head, _, body = bytes(answer).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), bytes(answer)[:500]
+    assert json.loads(body)["error"]["code"] == "body_too_large"
     assert sent < 64 * (1 << 20)
 
 

@@ -1,9 +1,16 @@
-"""The `booktutor` command as a user runs it: separate processes, real Postgres, real index."""
+"""The `booktutor` command as a user runs it, on real Postgres and a real index.
+
+A command runs in a process of its own where the process is what is tested: exit codes of refused
+input, a thread continued by a new process, `serve` and its signals, the zero-configuration start.
+What a command prints and does otherwise is tested in this process (click's runner parses the real
+arguments and keeps the exit code), which spares loading the model and the index again for each.
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +25,23 @@ def cli_env(tmp_path_factory, corpus_home, database_url) -> dict[str, str]:
     home = tmp_path_factory.mktemp("cli-home")
     shutil.copytree(corpus_home / "qdrant", home / "qdrant")
     return {"BOOKTUTOR_HOME": str(home), "DATABASE_URL": database_url}
+
+
+@pytest.fixture
+def booktutor(book_home, database_url):
+    """Run a command in this process, on this process's copy of the book (or on `home`)."""
+    from typer.testing import CliRunner
+
+    from booktutor.server.cli import app
+    from booktutor.server.settings import get_settings
+
+    def invoke(*args: str, input: str | None = None, home: Path = book_home):
+        get_settings.cache_clear()  # settings from this call's environment
+        env = {"BOOKTUTOR_HOME": str(home), "DATABASE_URL": database_url}
+        return CliRunner().invoke(app, list(args), input=input, env=env, catch_exceptions=False)
+
+    yield invoke
+    get_settings.cache_clear()
 
 
 def ask_json(env, *args: str) -> dict:
@@ -50,31 +74,34 @@ def test_ask_cites_the_chapter_and_a_new_process_continues_the_thread(cli_env):
     assert second["citations"]
 
 
-def test_ask_streams_text_with_sources_and_thread(cli_env):
-    result = run_cli("ask", "What is Gazebo used for?", env=cli_env)
+def test_ask_streams_text_with_sources_and_thread(booktutor):
+    result = booktutor("ask", "What is Gazebo used for?")
 
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     assert "Sources" in result.stdout and "02-simulation/" in result.stdout
     assert "Offline answer" in result.stdout
     assert "thread:" in result.stderr
 
 
-def test_ask_about_a_selection_on_a_page(cli_env):
-    answer = ask_json(
-        cli_env,
+def test_ask_about_a_selection_on_a_page(booktutor):
+    result = booktutor(
+        "ask",
         "Explain this",
         "--selected-text",
         "Domain randomization varies simulation parameters such as lighting, textures, friction and masses",
         "--page",
         "03-isaac/05-sim-to-real.md",
+        "--json",
     )
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
     assert answer["answer"].startswith("About the selected passage")
     assert answer["sources"][0]["path"] == "03-isaac/05-sim-to-real.md"
 
 
-def test_translation_without_a_model_fails_clearly(cli_env):
-    result = run_cli("ask", TOPICS, "--language", "ur", "--json", env=cli_env)
-    assert result.returncode == 1
+def test_translation_without_a_model_fails_clearly(booktutor):
+    result = booktutor("ask", TOPICS, "--language", "ur", "--json")
+    assert result.exit_code == 1
     payload = json.loads(result.stdout)
     assert payload["error"]["code"] == "model_required"
     assert payload["answer"]  # the English answer is still there
@@ -113,47 +140,50 @@ def test_ingest_of_a_folder_without_markdown_is_refused(cli_env, tmp_path):
     assert_clean_failure(run_cli("ingest", str(tmp_path), env=cli_env), "docs_empty")
 
 
-def test_ingest_warns_about_a_bad_file_and_counts_it(tmp_path, database_url):
+def test_ingest_warns_about_a_bad_file_and_counts_it(booktutor, tmp_path):
+    from booktutor.tools.index import close_book_index, open_book_index
+
     docs = tmp_path / "docs"
     shutil.copytree(SAMPLE_BOOK, docs)
     (docs / "broken.mdx").write_text("---\ntitle: 'unterminated\n---\n# Broken\n")
-    env = {"BOOKTUTOR_HOME": str(tmp_path / "home"), "DATABASE_URL": database_url}
+    home = tmp_path / "home"
 
-    result = run_cli("ingest", str(docs), env=env)
+    result = booktutor("ingest", str(docs), home=home)
 
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     assert "1 failed" in result.stdout
     assert "skipped broken.mdx" in result.stderr and "frontmatter" in result.stderr
-    again = run_cli("ingest", str(docs), "--json", env=env)
+    again = booktutor("ingest", str(docs), "--json", home=home)
     report = json.loads(again.stdout)
     assert report["unchanged"] == report["files"] - 1 and report["chunks_written"] == 0
+    close_book_index(open_book_index(path=home / "qdrant"))
 
 
-def test_eval_reports_recall_and_mrr_per_kind(cli_env):
-    result = run_cli("eval", str(EVAL_SET), "--k", "5", "--json", env=cli_env)
+def test_eval_reports_recall_and_mrr_per_kind(booktutor):
+    result = booktutor("eval", str(EVAL_SET), "--k", "5", "--json")
 
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["overall"]["recall"] >= 0.85
     assert set(report["by_kind"]) == {"conceptual", "factual", "howto", "paraphrase", "selection"}
-    table = run_cli("eval", str(EVAL_SET), env=cli_env)
+    table = booktutor("eval", str(EVAL_SET))
     assert "recall@5" in table.stdout and "MRR" in table.stdout and "paraphrase" in table.stdout
 
 
-def test_chat_keeps_the_conversation_between_turns(cli_env):
-    result = run_cli("chat", env=cli_env, input=f"{TOPICS}\nand how is that different from a service?\n/quit\n")
+def test_chat_keeps_the_conversation_between_turns(booktutor):
+    result = booktutor("chat", input=f"{TOPICS}\nand how is that different from a service?\n/quit\n")
 
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     assert result.stdout.count("Sources") == 2
     # The follow-up ("that") is answered from the ROS 2 pages the first question was about.
     follow_up = result.stdout.split("you> ")[2]
     assert "01-ros2/" in follow_up and "Sources" in follow_up
 
 
-def test_migrate_is_idempotent(cli_env):
+def test_migrate_is_idempotent(booktutor):
     for _ in range(2):
-        result = run_cli("migrate", env=cli_env)
-        assert result.returncode == 0, result.stderr
+        result = booktutor("migrate")
+        assert result.exit_code == 0, result.output
         assert "up to date" in result.stdout
 
 

@@ -268,10 +268,10 @@ async def test_a_model_answering_with_the_books_real_urdu_rebuilds_the_urdu_page
     events = await collect(translate_chapter(model.runnable, prepare_chapter(english), "ur-PK", cache=MemoryCache()))
 
     assert not any(e.flagged for e in events)
-    for event in events:
-        if event.index in matching:
-            assert event.text.strip() == ur_sections[event.index].text.strip()
-            assert re.search(r"[\u0600-\u06FF]", event.text), "Urdu script"
+    assert [e.index for e in events] == list(range(len(en_sections)))
+    for index in matching:
+        assert events[index].text.strip() == ur_sections[index].text.strip()
+        assert re.search(r"[\u0600-\u06FF]", events[index].text), "Urdu script"
     # Urdu keeps ROS 2, Python and the code in English, like the real site
     joined = "".join(e.text for e in events)
     assert "ROS 2" in joined and "rclpy" in joined

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import pickle
 import shutil
+import signal
 import sqlite3
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLE_BOOK
+from tests.conftest import BOOKTUTOR, CORPUS, MODEL_VARIABLES, REPO, SAMPLE_BOOK
 from booktutor.tools.errors import IngestError
 from booktutor.tools.index import BookIndex, close_book_index, open_book_index
-from booktutor.tools.ingest import ingest_book
+from booktutor.tools.ingest import WRITE_BATCH, ingest_book
 
 
 @pytest.fixture
@@ -24,6 +30,23 @@ def book(tmp_path) -> Path:
 
 @pytest.fixture
 def index(tmp_path) -> BookIndex:
+    return open_book_index(path=tmp_path / "qdrant", collection="sample")
+
+
+@pytest.fixture(scope="module")
+def ingested_once(tmp_path_factory) -> Path:
+    """The sample book ingested once for this module, its folder closed so that tests can copy it."""
+    folder = tmp_path_factory.mktemp("sample-index") / "qdrant"
+    index = open_book_index(path=folder, collection="sample")
+    ingest_book(SAMPLE_BOOK, index)
+    close_book_index(index)
+    return folder
+
+
+@pytest.fixture
+def ingested(tmp_path, ingested_once) -> BookIndex:
+    """An index that already holds `book` as it is before a test changes it (a copy of `ingested_once`)."""
+    shutil.copytree(ingested_once, tmp_path / "qdrant")
     return open_book_index(path=tmp_path / "qdrant", collection="sample")
 
 
@@ -45,8 +68,8 @@ def test_ingest_indexes_every_page_with_citation_metadata(book, index):
     assert hit["title"] and hit["heading"]
 
 
-def test_reingest_skips_unchanged_updates_changed_and_removes_deleted(book, index):
-    ingest_book(book, index)
+def test_reingest_skips_unchanged_updates_changed_and_removes_deleted(book, ingested):
+    index = ingested
     before = point_ids(index)
 
     again = ingest_book(book, index)
@@ -65,8 +88,8 @@ def test_reingest_skips_unchanged_updates_changed_and_removes_deleted(book, inde
     assert "03-software/02-putting-it-together.md" not in paths
 
 
-def test_a_new_base_url_rewrites_every_page_with_its_new_urls(book, index):
-    ingest_book(book, index)
+def test_a_new_base_url_rewrites_every_page_with_its_new_urls(book, ingested):
+    index = ingested
 
     moved = ingest_book(book, index, base_url="/book")
 
@@ -76,8 +99,8 @@ def test_a_new_base_url_rewrites_every_page_with_its_new_urls(book, index):
     assert ingest_book(book, index, base_url="/book").unchanged == moved.files
 
 
-def test_a_renamed_module_rewrites_only_that_module_and_shows_in_citations(book, index):
-    ingest_book(book, index)
+def test_a_renamed_module_rewrites_only_that_module_and_shows_in_citations(book, ingested):
+    index = ingested
     category = book / "02-motion" / "_category_.json"
     category.write_text('{"label": "Wheels, Motors and Control", "position": 3}')
 
@@ -120,12 +143,13 @@ def test_local_mode_storage_is_switched_to_a_write_ahead_log(book, index, tmp_pa
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_chunk_ids_are_deterministic_across_indexes(book, tmp_path):
-    first = open_book_index(path=tmp_path / "one", collection="sample")
-    second = open_book_index(path=tmp_path / "two", collection="sample")
-    ingest_book(book, first)
-    ingest_book(book, second)
-    assert point_ids(first) == point_ids(second)
+def test_chunk_ids_are_deterministic_across_indexes(book, index, ingested_once):
+    ingest_book(book, index)  # another folder, another copy of the book, another process's index
+    earlier = open_book_index(path=ingested_once, collection="sample")
+    try:
+        assert point_ids(index) == point_ids(earlier)
+    finally:
+        close_book_index(earlier)
 
 
 def test_one_bad_file_is_reported_and_the_rest_ingested(book, index):
@@ -141,8 +165,8 @@ def test_one_bad_file_is_reported_and_the_rest_ingested(book, index):
     assert "broken.md" not in index.manifest()
 
 
-def test_a_file_that_breaks_later_keeps_its_previous_chunks(book, index):
-    ingest_book(book, index)
+def test_a_file_that_breaks_later_keeps_its_previous_chunks(book, ingested):
+    index = ingested
     page = book / "01-foundations" / "01-what-is-a-mobile-robot.md"
     page.write_bytes(b"\xff\xfe not utf-8")
 
@@ -153,8 +177,8 @@ def test_a_file_that_breaks_later_keeps_its_previous_chunks(book, index):
 
 
 @pytest.mark.parametrize("make", ["missing", "file", "empty"])
-def test_unusable_docs_folders_are_refused_before_the_index_is_touched(tmp_path, index, book, make):
-    ingest_book(book, index)
+def test_unusable_docs_folders_are_refused_before_the_index_is_touched(tmp_path, ingested, make):
+    index = ingested
     count = index.count()
     target = tmp_path / "target"
     if make == "file":
@@ -171,12 +195,12 @@ def test_unusable_docs_folders_are_refused_before_the_index_is_touched(tmp_path,
     assert index.count() == count
 
 
-def test_a_file_left_half_rewritten_is_rewritten_by_the_next_ingest(book, index, tmp_path):
+def test_a_file_left_half_rewritten_is_rewritten_by_the_next_ingest(book, ingested, tmp_path):
     from booktutor.tools.docusaurus.categories import module_label, read_categories
     from booktutor.tools.docusaurus.pages import read_page
     from booktutor.tools.ingest import fingerprint, page_records
 
-    ingest_book(book, index)
+    index = ingested
     page = book / "02-motion" / "03-pid-control.md"
     page.write_text(page.read_text().replace("derivative", "rate-of-change"))
     # A run stopped after writing the new version but before deleting the old one:
@@ -194,39 +218,62 @@ def test_a_file_left_half_rewritten_is_rewritten_by_the_next_ingest(book, index,
     assert point_ids(index) == point_ids(fresh)
 
 
+# Two modules of the corpus: more than one write batch, so files are finished well before the end.
+KILLED_MODULES = ("01-ros2", "02-simulation")
+
+
+def wait_for_a_finished_file(storage: Path, ingest: subprocess.Popen, timeout: float) -> None:
+    """Return once a file is wholly in the index, read from outside the ingest process.
+
+    `BookIndex.write` stores a file's first chunk after all its other chunks, and the manifest counts a
+    file by its first chunk, so one first chunk committed to local mode's SQLite means a finished file.
+    """
+    seen, deadline = 0, time.monotonic() + timeout
+    while time.monotonic() < deadline and ingest.poll() is None:
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{storage}?mode=ro", uri=True)) as connection:
+                rows = connection.execute("SELECT rowid, point FROM points WHERE rowid > ?", (seen,)).fetchall()
+        except sqlite3.OperationalError:  # not created yet
+            rows = []
+        for rowid, point in rows:
+            seen = max(seen, rowid)
+            if pickle.loads(point).payload["metadata"]["chunk_index"] == 0:
+                return
+        time.sleep(0.05)
+    pytest.fail(f"no file was finished (ingest exit code {ingest.poll()})")
+
+
 def test_a_killed_ingest_leaves_a_usable_index_and_the_next_run_completes(tmp_path, database_url, book_index):
-    import json
-    import os
-    import signal
-    import subprocess
-    import time
-
-    from tests.conftest import BOOKTUTOR, CORPUS, MODEL_VARIABLES, REPO
-
+    everything, _ = book_index.client.scroll(book_index.collection, limit=100_000, with_payload=["metadata.path"])
+    expected = {str(p.id) for p in everything if p.payload["metadata"]["path"].startswith(tuple(f"{m}/" for m in KILLED_MODULES))}
+    assert len(expected) > WRITE_BATCH + 64, "the docs must span more than one write batch"
+    docs = tmp_path / "docs"
+    for module in KILLED_MODULES:
+        shutil.copytree(CORPUS / module, docs / module)
     home = tmp_path / "home"
     env = {**{k: v for k, v in os.environ.items() if k not in MODEL_VARIABLES},
            "BOOKTUTOR_HOME": str(home), "DATABASE_URL": database_url}
-    first = subprocess.Popen([*BOOKTUTOR, "ingest", str(CORPUS), "--json"], cwd=REPO, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    collection = home / "qdrant" / "collection" / "book"
-    deadline = time.monotonic() + 120
-    while not collection.exists() and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.0)  # let a few batches land
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    ingest = [*BOOKTUTOR, "ingest", str(docs), "--json"]
+
+    first = subprocess.Popen(ingest, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_a_finished_file(home / "qdrant" / "collection" / "book" / "storage.sqlite", first, timeout=180)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert first.returncode == -signal.SIGKILL, "the ingest ended before it was killed"
 
     partial = open_book_index(path=home / "qdrant")
-    done_before = partial.manifest()
-    if done_before:  # what was written is searchable
-        assert partial.search("How do ROS 2 nodes exchange messages?", k=3)
+    done_before = {path: file for path, file in partial.files().items() if file.file_hash}
+    assert done_before and len(done_before) < len(list(docs.rglob("*.md*")))
+    for path, file in done_before.items():  # what was written is searchable
+        hits = partial.search(file.title, k=3, page=path)
+        assert hits and {hit["path"] for hit in hits} == {path}
     close_book_index(partial)
 
-    second = subprocess.run([*BOOKTUTOR, "ingest", str(CORPUS), "--json"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
+    second = subprocess.run(ingest, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr
     report = json.loads(second.stdout)
-    assert report["unchanged"] >= len([h for h in done_before.values() if h])
+    assert report["unchanged"] == len(done_before)
     assert report["added"] + report["updated"] + report["unchanged"] == report["files"] and not report["failed"]
-    finished = open_book_index(path=home / "qdrant")
-    assert point_ids(finished) == point_ids(book_index)
+    assert point_ids(open_book_index(path=home / "qdrant")) == expected
