@@ -25,6 +25,8 @@ from tests.conftest import MODEL_VARIABLES, REPO, SAMPLE_BOOK
 
 # The folders the wheel installs as booktutor.<folder> (pyproject's package-dir).
 PACKAGE_FOLDERS = ("agents", "tools", "graphs", "server", "migrations")
+# Built from widget/ by setup.py's build step, so no clone holds it until a build ran.
+WIDGET_BUNDLE = "booktutor/server/static/widget.js"
 
 
 def source_files(*folders: str) -> list[str]:
@@ -74,8 +76,9 @@ def test_the_wheel_installs_one_top_level_name_and_every_file_of_the_package_fol
     installed = [line.rsplit(",", 2)[0] for line in record if line]
 
     assert {path.split("/")[0] for path in installed} - {info} == {"booktutor"}
-    # Every module, migration, vocabulary and static file of the package folders, and nothing else.
-    expected = {f"booktutor/{path}" for path in source_files(*PACKAGE_FOLDERS)}
+    # Every module, migration, vocabulary and static file of the package folders, the widget bundled from
+    # widget/ by the build, and nothing else.
+    expected = {f"booktutor/{path}" for path in source_files(*PACKAGE_FOLDERS)} | {WIDGET_BUNDLE}
     packaged = {path for path in installed if path.startswith("booktutor/")}
     assert not expected - packaged, f"missing from the wheel: {sorted(expected - packaged)}"
     assert not packaged - expected, f"in the wheel but not in the source: {sorted(packaged - expected)}"
@@ -146,6 +149,8 @@ def test_installed_beside_another_agents_package_it_serves_a_chat(wheel, tmp_pat
         assert ready.status_code == 200, ready.text
         question = {"message": "How does a PID controller use the derivative term?"}
         reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat", json=question, timeout=60)
+        widget = httpx.get(f"http://127.0.0.1:{port}/widget.js", timeout=30)
+        demo = httpx.get(f"http://127.0.0.1:{port}/demo/", timeout=30)
     finally:
         server.send_signal(signal.SIGINT)
         try:
@@ -158,3 +163,6 @@ def test_installed_beside_another_agents_package_it_serves_a_chat(wheel, tmp_pat
     events = [line.removeprefix("event:").strip() for line in reply.text.splitlines() if line.startswith("event:")]
     assert events[0] != "error" and events[-1] == "done", events
     assert "02-motion/03-pid-control.md" in reply.text
+    # The reader's door ships in the wheel too: the widget and the demo book that carries it.
+    assert widget.status_code == 200 and "booktutor" in widget.text, widget.text[:300]
+    assert demo.status_code == 200 and "/widget.js" in demo.text
