@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -34,45 +35,105 @@ SMALL_TALK_REPLY = (
 )
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9*`\"(\[])")
-_MARKUP = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s+|>\s+)|\*\*|__")
-_LIST_ITEM = re.compile(r"^\s*(?:[-*+•]\s+|\d+[.)]\s+)")
+_TAG_LINE = re.compile(r"^\s*(</?[A-Za-z][^>]*>\s*)+$|^\s*:::\s*$|^\s*(import|export)\s")
+_TAG = re.compile(r"</?[A-Za-z][^>]*>")
+_ADMONITION = re.compile(r"^\s*:::\w*[^\n]*\n?|\n?\s*:::\s*$")
+_FOLLOW_UP = re.compile(r"\b(it|its|that|this|these|those|they|them|there)\b", re.I)
+
+# Tuned on the dev answer set (eval/dev-answers.jsonl), never on the unseen sets.
+DECLINE_BELOW = 0.30
+"""A question whose best quotable unit is less similar than this (cosine, MiniLM) is declined."""
+SECOND_UNIT = 0.85
+"""A second unit is quoted when it scores at least this share of the best one."""
+MAX_TABLE_ROWS = 3
+MAX_ANSWER_CHARS = 1600
 
 
-def _logical_lines(prose: str) -> list[str]:
-    """Lines with hard-wrapped paragraph and list-item continuations joined back together."""
-    lines: list[str] = []
-    for raw in prose.splitlines():
-        line = raw.strip()
-        if not line:
-            lines.append("")
+@dataclass
+class _Unit:
+    """One quotable piece of a passage: a paragraph, a list, a table (with its rows) or a code block."""
+
+    n: int  # the passage number; 0 is the reader's selection
+    position: int
+    kind: str
+    text: str  # the block's Markdown, whole
+    lead: str = ""  # the paragraph that introduces a list, table or code block
+    heading: str = ""
+    rows: list[str] = field(default_factory=list)  # a table's body rows
+    header: str = ""  # a table's header and separator lines
+
+
+def _clean(paragraph: str) -> str:
+    """A paragraph without JSX tags or admonition fences, lines joined."""
+    text = _ADMONITION.sub("", paragraph)
+    text = _TAG.sub(" ", text)
+    return " ".join(text.split())
+
+
+def _units(n: int, text: str, blocks: Callable[[str], list[Any]], heading: str = "") -> list[_Unit]:
+    """The quotable units of one passage, in order; a list, table or code block carries the paragraph that
+    introduces it as its lead."""
+    units: list[_Unit] = []
+    previous: _Unit | None = None
+    for block in blocks(text):
+        if block.kind == "heading":
+            heading = block.text.lstrip("#").strip()
+            previous = None
             continue
-        starts_block = _LIST_ITEM.match(line) or line.startswith(">")
-        if lines and lines[-1] and not starts_block:
-            lines[-1] = f"{lines[-1]} {line}"
-        else:
-            lines.append(line)
-    return lines
-
-
-def _sentences(text: str, prose: Callable[[str], str]) -> list[tuple[str, float]]:
-    """(sentence, weight) pairs of a passage's prose and list items.
-
-    Code blocks, tables and headings are left out (by `prose`); list items weigh less than full sentences
-    because they are often fragments that read badly out of context.
-    """
-    found = []
-    for line in _logical_lines(prose(text)):
-        if not line or set(line) <= set("-=*_ |:"):
-            continue
-        is_item = bool(_LIST_ITEM.match(line))
-        line = _MARKUP.sub("", line).strip(" •")
-        for sentence in _SENTENCE_END.split(line):
-            sentence = sentence.strip()
-            if len(sentence.split()) < 5:
+        if block.kind in ("paragraph", "quote", "other"):
+            if _TAG_LINE.match(block.text) and all(_TAG_LINE.match(line) or not line.strip() for line in block.text.splitlines()):
                 continue
-            complete = sentence[-1] in ".!?:" and not is_item
-            found.append((sentence, 1.0 if complete else 0.6))
-    return found
+            cleaned = _clean(block.text.lstrip("> "))
+            if len(cleaned.split()) < 4:
+                previous = None
+                continue
+            previous = _Unit(n, len(units), "paragraph", cleaned, heading=heading)
+            units.append(previous)
+            continue
+        lead = previous.text if previous is not None else ""
+        unit = _Unit(n, len(units), block.kind, block.text.strip(), lead=lead, heading=heading)
+        if block.kind == "table":
+            lines = [line for line in block.text.strip().splitlines() if line.strip()]
+            unit.header, unit.rows = "\n".join(lines[:2]), lines[2:]
+        units.append(unit)
+        previous = None
+    return units
+
+
+def _plain(unit_text: str) -> str:
+    """Text to compare with a question: Markdown punctuation out, identifiers split into words."""
+    text = re.sub(r"[`*|#>\[\]()_{}=:-]+", " ", unit_text)
+    return " ".join(text.split())[:1000]
+
+
+def _lead_sentence(paragraph: str) -> str:
+    """The part of a lead paragraph that introduces what follows: the whole of it when short, else its
+    last sentence (the one ending in a colon, when there is one)."""
+    if len(paragraph) <= 320:
+        return paragraph
+    sentences = _SENTENCE_END.split(paragraph)
+    return sentences[-1] if sentences[-1].endswith(":") else sentences[0]
+
+
+def _render(unit: _Unit, marker: str, question_vector: Any, embeddings: Embeddings) -> str:
+    """A unit quoted whole, with its citation on the quoted text and its lead line in front."""
+    if unit.kind == "paragraph":
+        return f"{unit.text}{marker}"
+    body = unit.text
+    if unit.kind == "table" and len(unit.rows) > MAX_TABLE_ROWS:
+        # The rows that answer, in the book's order, under the table's header.
+        header_words = _plain(unit.header)
+        scores = np.array(embeddings.embed_documents([f"{header_words} {_plain(r)}" for r in unit.rows])) @ question_vector
+        best = float(scores.max())
+        keep = sorted(np.argsort(-scores)[:MAX_TABLE_ROWS].tolist())
+        keep = [i for i in keep if scores[i] >= best - 0.08]
+        body = "\n".join([unit.header, *(unit.rows[i] for i in keep)])
+    lead = _lead_sentence(unit.lead) if unit.lead else ""
+    if not lead:
+        lead = f"From *{unit.heading}*:" if unit.heading else "From the book:"
+    elif not lead.endswith(":"):
+        lead = lead.rstrip(".") + ":" if unit.kind != "paragraph" and len(lead) < 120 else lead
+    return f"{lead}{marker}\n\n{body}"
 
 
 def extractive_answer(
@@ -80,65 +141,83 @@ def extractive_answer(
     *,
     embeddings: Embeddings,
     terms: Callable[[str], list[str]],
-    prose: Callable[[str], str],
-    max_sentences: int = 3,
+    blocks: Callable[[str], list[Any]],
+    history: list[str] | None = None,
 ) -> str:
-    """Pick and cite the sentences of the passages that best answer the question (see `OfflineChatModel`
-    for `embeddings`, `terms` and `prose`)."""
-    question_terms = set(terms(context["question"]))
+    """Quote the paragraph, list, table rows or code block of the passages that best answers the question,
+    whole and cited, or decline when nothing there is close to it (see `OfflineChatModel` for `embeddings`,
+    `terms` and `blocks`; `history` holds the reader's earlier questions, oldest first)."""
+    question = context["question"]
     passages = context["passages"]
     selection = context.get("selection")
     if not passages and not selection:
         return NOT_FOUND
 
-    # (passage n, position, sentence, weight); n=0 is the selection itself
-    candidates: list[tuple[int, int, str, float]] = []
+    units: list[_Unit] = []
     if selection:
-        candidates += [(0, i, s, w) for i, (s, w) in enumerate(_sentences(selection, prose))]
-    quoted = {c[2].lower() for c in candidates}
+        units += _units(0, selection, blocks)
+    quoted = {u.text.lower() for u in units}
     for passage in passages:
-        for i, (sentence, weight) in enumerate(_sentences(passage["text"], prose)):
-            # The selection's own section is passage [1]; its sentences are already candidates.
-            if sentence.lower() not in quoted:
-                quoted.add(sentence.lower())
-                candidates.append((passage["n"], i, sentence, weight))
-    if not candidates:
+        heading = (passage.get("heading") or "").split(" › ")[-1]
+        for unit in _units(passage["n"], passage["text"], blocks, heading):
+            if unit.text.lower() not in quoted:  # the selection's own section comes back as passage [1]
+                quoted.add(unit.text.lower())
+                units.append(unit)
+    if not units:
         return NOT_FOUND
 
-    # Terms found in fewer sentences say more about the question (an IDF over the candidates).
-    sentence_terms = [set(terms(s)) for _, _, s, _ in candidates]
+    # A follow-up ("what if there's too much of it?") is read with the question before it.
+    asked = question
+    if history and len(question.split()) <= 14 and _FOLLOW_UP.search(question):
+        asked = f"{history[-1]} {question}"
+    question_terms = set(terms(asked))
+    texts = [_plain(f"{u.lead} {u.text}" if u.lead else u.text) for u in units]
+    unit_terms = [set(terms(t)) for t in texts]
     frequency: dict[str, int] = {}
-    for found in sentence_terms:
+    for found in unit_terms:
         for term in found & question_terms:
             frequency[term] = frequency.get(term, 0) + 1
 
-    # Meaning matters more than shared words: "how do nodes exchange messages" should find "nodes
-    # publish to topics", so the sentence's embedding similarity leads the score.
-    question_vector = np.array(embeddings.embed_query(context["question"]))
-    similarity = np.array(embeddings.embed_documents([c[2] for c in candidates])) @ question_vector
-    max_lexical = sum(math.log(1 + len(candidates) / f) for f in frequency.values()) or 1.0
+    question_vector = np.array(embeddings.embed_query(asked))
+    similarity = np.array(embeddings.embed_documents(texts)) @ question_vector
+    max_lexical = sum(math.log(1 + len(units) / f) for f in frequency.values()) or 1.0
 
     def score(i: int) -> float:
-        n, _, _, weight = candidates[i]
-        matched = sentence_terms[i] & question_terms
-        lexical = sum(math.log(1 + len(candidates) / frequency[t]) for t in matched) / max_lexical
-        rank_prior = 0.2 / (1 + n) if n else 0.4  # the selection and top passages come first
-        return (2.0 * float(similarity[i]) + lexical + rank_prior) * weight
+        unit = units[i]
+        matched = unit_terms[i] & question_terms
+        lexical = sum(math.log(1 + len(units) / frequency[t]) for t in matched) / max_lexical
+        rank_prior = 0.2 / (1 + unit.n) if unit.n else 0.4  # the selection and top passages come first
+        return 2.0 * float(similarity[i]) + lexical + rank_prior
 
-    ranked = sorted(range(len(candidates)), key=score, reverse=True)
-    best = score(ranked[0])
-    chosen = [i for i in ranked[:max_sentences] if score(i) >= 0.5 * best]
-    chosen.sort(key=lambda i: (candidates[i][0] or 0, candidates[i][1]))
+    scores = [score(i) for i in range(len(units))]
+    ranked = sorted(range(len(units)), key=scores.__getitem__, reverse=True)
+    if not selection and float(similarity.max()) < DECLINE_BELOW:
+        return _decline(passages)
+
+    chosen = [ranked[0]]
+    for i in ranked[1:3]:
+        if scores[i] >= SECOND_UNIT * scores[ranked[0]] and len(units[i].text) + len(units[chosen[0]].text) < MAX_ANSWER_CHARS:
+            chosen.append(i)
+            break
+    chosen.sort(key=lambda i: (units[i].n, units[i].position))
 
     # The retrieve step puts the section a selection came from first, so the selection cites [1].
     cite_selection = 1 if passages else None
-    lines = []
+    parts = []
     for i in chosen:
-        n, _, sentence, _ = candidates[i]
-        marker = n or cite_selection
-        lines.append(f"{sentence} [{marker}]" if marker else sentence)
+        number = units[i].n or cite_selection
+        parts.append(_render(units[i], f" [{number}]" if number else "", question_vector, embeddings))
     lead = "About the selected passage: " if selection else ""
-    return lead + " ".join(lines)
+    return lead + "\n\n".join(parts)
+
+
+def _decline(passages: list[dict[str, Any]]) -> str:
+    """No passage is close to the question: say so, name what the book covers nearby, cite nothing."""
+    nearby = list(dict.fromkeys(p.get("heading") or p.get("title") or "" for p in passages if p.get("heading") or p.get("title")))
+    text = "The book does not seem to cover this."
+    if nearby:
+        text += " The closest topics it covers are: " + "; ".join(f"*{h}*" for h in nearby[:3]) + "."
+    return text
 
 
 class OfflineChatModel(BaseChatModel):
@@ -148,8 +227,8 @@ class OfflineChatModel(BaseChatModel):
     """Sentence embeddings: how close a sentence's meaning is to the question's leads its score."""
     terms: Callable[[str], list[str]]
     """The search index's analyzer (stemmed, stopword-free terms): the words a sentence shares with the question."""
-    prose: Callable[[str], str]
-    """Markdown with its fenced code, headings and tables blanked out, so only prose is quoted as an answer."""
+    blocks: Callable[[str], list[Any]]
+    """Markdown split into its top-level blocks (each with `.kind` and `.text`): what is quoted whole."""
     model_name: str = OFFLINE_MODEL_NAME
 
     @property
@@ -166,7 +245,10 @@ class OfflineChatModel(BaseChatModel):
         context = parse_answer_context(text)
         if not context["grounded"]:
             return SMALL_TALK_REPLY
-        answer = extractive_answer(context, embeddings=self.embeddings, terms=self.terms, prose=self.prose)
+        asked_before = [m.text for m in messages[:-1] if isinstance(m, HumanMessage)]
+        answer = extractive_answer(
+            context, embeddings=self.embeddings, terms=self.terms, blocks=self.blocks, history=asked_before
+        )
         return f"{answer}\n\n{OFFLINE_LABEL}"
 
     def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any) -> ChatResult:

@@ -20,7 +20,7 @@ from booktutor.graphs.context import Context, open_index
 from booktutor.graphs.state import State, TurnKind
 from booktutor.tools.embeddings import offline_embeddings
 from booktutor.tools.errors import BooktutorError
-from booktutor.tools.markdown import prose
+from booktutor.tools.markdown import blocks
 from booktutor.tools.personalization import build_rewrite_tool, looks_like_follow_up
 from booktutor.tools.retrieval import build_search_tool
 from booktutor.tools.sparse import terms
@@ -97,7 +97,30 @@ def search_tool(context: Context) -> BaseTool:
 def offline_answer_model() -> OfflineChatModel:
     """The model that answers when none is configured, reading with the book's embeddings, analyzer and
     Markdown reader."""
-    return OfflineChatModel(embeddings=offline_embeddings(), terms=terms, prose=prose)
+    return OfflineChatModel(embeddings=offline_embeddings(), terms=terms, blocks=blocks)
+
+
+def evaluation_answerer(context: Context):
+    """(evaluation question, passages) -> answer text, written as the answer step writes it with this
+    context's model; `booktutor eval` scores answers with it (see `tools.evaluation.Answerer`)."""
+    model = answer_model(offline_answer_model, context.endpoint, context.answer_model)
+
+    async def answer_question(item: dict[str, Any], passages: list[dict[str, Any]]) -> str:
+        history = [
+            HumanMessage(turn["content"]) if turn.get("role") in ("user", "human") else AIMessage(turn["content"])
+            for turn in item.get("history") or []
+            if isinstance(turn, dict)
+        ]
+        messages = answer_messages(
+            question=item["question"],
+            passages=passages,
+            history=history[-context.history_turns :],
+            selected_text=item.get("selected_text"),
+            profile=item.get("profile") or context.profile,
+        )
+        return (await model.ainvoke(messages)).text
+
+    return answer_question
 
 
 # -- nodes -------------------------------------------------------------------------------------------
