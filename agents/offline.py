@@ -25,7 +25,7 @@ from booktutor.agents.prompts import parse_answer_context
 
 OFFLINE_MODEL_NAME = "offline-extractive"
 OFFLINE_LABEL = (
-    "_Offline answer: these sentences are quoted from the book; no language model is configured "
+    "_Offline answer: quoted from the book; no language model is configured "
     "(set OPENAI_API_KEY or OPENAI_BASE_URL for written answers)._"
 )
 NOT_FOUND = "I could not find this in the book."
@@ -196,9 +196,16 @@ def extractive_answer(
     if not selection and float(similarity.max()) < DECLINE_BELOW:
         return _decline(passages)
 
+    # A lead line is never quoted alone ("…on a real robot:" needs its list): it stands for what it introduces.
+    follower = {id(units[i - 1]): i for i in range(1, len(units)) if units[i].lead and units[i].lead == units[i - 1].text and units[i].lead.endswith(":")}
+    ranked = list(dict.fromkeys(follower.get(id(units[i]), i) for i in ranked))
+    best = units[ranked[0]]
     chosen = [ranked[0]]
     for i in ranked[1:3]:
-        if scores[i] >= SECOND_UNIT * scores[ranked[0]] and len(units[i].text) + len(units[chosen[0]].text) < MAX_ANSWER_CHARS:
+        other = units[i]
+        if other.text == best.lead or best.text == other.lead:
+            continue  # already quoted as the other's lead line
+        if scores[i] >= SECOND_UNIT * scores[ranked[0]] and len(other.text) + len(best.text) < MAX_ANSWER_CHARS:
             chosen.append(i)
             break
     chosen.sort(key=lambda i: (units[i].n, units[i].position))
