@@ -137,7 +137,7 @@ async def test_language_model_answers_for_the_reader_and_translates(tutor, langu
     assert "embedded systems" in json.dumps(rewrite_request["messages"])
     assert answer_request["stream"] is True
     prompt = "\n".join(m["content"] for m in answer_request["messages"])
-    assert "embedded systems" in prompt and "<passage n=\"1\"" in prompt
+    assert "embedded systems" in prompt and "n=\"1\" title=" in prompt and "<passage-" in prompt
 
     # "Translate" by tagging every word; placeholders (code, URLs) must come back untouched.
     def fake_urdu(body):
