@@ -199,6 +199,9 @@ def extractive_answer(
     # A lead line is never quoted alone ("…on a real robot:" needs its list): it stands for what it introduces.
     follower = {id(units[i - 1]): i for i in range(1, len(units)) if units[i].lead and units[i].lead == units[i - 1].text and units[i].lead.endswith(":")}
     ranked = list(dict.fromkeys(follower.get(id(units[i]), i) for i in ranked))
+    if selection and any(units[i].n == 0 for i in ranked):
+        # The question is about the selection: it is explained first, the passages only add to it.
+        ranked.sort(key=lambda i: units[i].n != 0)
     best = units[ranked[0]]
     chosen = [ranked[0]]
     for i in ranked[1:3]:

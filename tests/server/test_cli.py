@@ -129,15 +129,18 @@ def test_ingest_warns_about_a_bad_file_and_counts_it(tmp_path, database_url):
     assert report["unchanged"] == report["files"] - 1 and report["chunks_written"] == 0
 
 
-def test_eval_reports_recall_and_mrr_per_kind(cli_env):
-    result = run_cli("eval", str(EVAL_SET), "--k", "5", "--json", env=cli_env)
+def test_eval_reports_retrieval_and_answers_per_kind(cli_env):
+    dev_answers = REPO / "eval" / "dev-answers.jsonl"
+    result = run_cli("eval", str(dev_answers), "--k", "5", "--json", env=cli_env)
 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["overall"]["recall"] >= 0.85
     assert set(report["by_kind"]) == {"conceptual", "factual", "howto", "paraphrase", "selection"}
-    table = run_cli("eval", str(EVAL_SET), env=cli_env)
+    assert report["answers"]["key_terms"] >= 0.5 and report["answers"]["off_topic_declined"] >= 0.9
+    table = run_cli("eval", str(EVAL_SET), str(dev_answers), "--no-answers", env=cli_env)
     assert "recall@5" in table.stdout and "MRR" in table.stdout and "paraphrase" in table.stdout
+    assert "dev-questions.jsonl" in table.stdout and "dev-answers.jsonl" in table.stdout
 
 
 def test_chat_keeps_the_conversation_between_turns(cli_env):
