@@ -24,7 +24,7 @@ from booktutor.tools.markdown import blocks
 from booktutor.tools.personalization import build_rewrite_tool, looks_like_follow_up
 from booktutor.tools.retrieval import build_search_tool
 from booktutor.tools.sparse import terms
-from booktutor.tools.translation import LANGUAGES, build_translate_tool
+from booktutor.tools.translation import LANGUAGES, build_translate_tool, language_info
 
 TURN_INPUTS = ("selected_text", "page", "language")
 
@@ -88,6 +88,18 @@ def translate_to(turn: TurnKind, inputs: dict[str, Any], question: str, profile:
     return None if not language or language.split("-")[0].lower() == "en" else language
 
 
+def written_in(turn: TurnKind, language: str | None, context: Context) -> str | None:
+    """The language a configured model writes this turn's answer in directly, or None.
+
+    An answer in another language streams token by token when the model writes it in that language in one
+    call; translating afterwards would make the reader wait for two calls in silence. The offline model
+    only quotes the English book, so its answers are still translated, and a translate turn translates.
+    """
+    if turn == "translate" or not language or not context.endpoint.configured:
+        return None
+    return language
+
+
 def search_tool(context: Context) -> BaseTool:
     """The `search_book` tool over the index this run's context points at."""
     return build_search_tool(open_index(context))
@@ -137,10 +149,14 @@ async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     inputs = {key: state.get(key) for key in TURN_INPUTS if state.get(key)}
     filed = human.model_copy(update={"additional_kwargs": {**human.additional_kwargs, "turn": inputs}})
     turn = classify_turn(human.text, selected_text=inputs.get("selected_text"), has_history=len(state["messages"]) > 1)
+    context = _context(runtime)
+    language = translate_to(turn, inputs, human.text, context.profile)
+    direct = written_in(turn, language, context)
     return {
         "messages": [filed],
         "turn": turn,
-        "translate_to": translate_to(turn, inputs, human.text, _context(runtime).profile),
+        "translate_to": None if direct else language,
+        "answer_language": direct,
         "query": human.text,
         "passages": Overwrite([]),
         "citations": [],
@@ -198,6 +214,8 @@ async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     context = _context(runtime)
     human = _last_human(state["messages"])
     passages = state.get("passages") or []
+    language = state.get("answer_language")
+    code, language_name, direction = language_info(language) if language else ("en", None, "ltr")
     messages = answer_messages(
         question=human.text,
         passages=passages,
@@ -205,6 +223,7 @@ async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         selected_text=turn_inputs(state).get("selected_text"),
         small_talk=state.get("turn") == "small_talk",
         profile=context.profile,
+        language=language_name,
     )
     # Building a client loads certificates from disk, so the first call happens off the event loop.
     model = await asyncio.to_thread(answer_model, offline_answer_model, context.endpoint, context.answer_model)
@@ -213,7 +232,11 @@ async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     message = AIMessage(
         content=response.text,
         id=response.id,
-        additional_kwargs={"citations": citations, "model": model_name(context.endpoint, context.answer_model)},
+        additional_kwargs={
+            "citations": citations,
+            "model": model_name(context.endpoint, context.answer_model),
+            **({"language": code, "direction": direction} if language else {}),
+        },
         response_metadata=response.response_metadata,
         usage_metadata=response.usage_metadata,
     )

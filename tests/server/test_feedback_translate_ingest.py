@@ -166,6 +166,8 @@ async def test_translating_a_translated_answer_starts_from_its_english_original(
 
     def model(body: dict) -> str:
         system = body["messages"][0]["content"]
+        if "Write your whole reply in Urdu" in system:  # the answer is written in Urdu directly
+            return "ur:Run `ros2 topic list` ur:to ur:see ur:the ur:topics [1]."
         if "Translate the user's Markdown" not in system:
             return "Run `ros2 topic list` to see the topics [1]."
         tag = "ur" if "Urdu" in system else "fr"
