@@ -46,6 +46,8 @@ DECLINE_BELOW = 0.28
 """A question whose best quotable unit is less similar than this (cosine, MiniLM) is declined."""
 SECOND_UNIT = 0.85
 """A second unit is quoted when it scores at least this share of the best one."""
+FOLLOW_UP_CONTEXT = 0.5
+"""How much a follow-up's meaning leans on the question before it (its own words count 1)."""
 MAX_TABLE_ROWS = 3
 MAX_ANSWER_CHARS = 1600
 
@@ -167,11 +169,15 @@ def extractive_answer(
     if not units:
         return NOT_FOUND
 
-    # A follow-up ("what if there's too much of it?") is read with the question before it.
-    asked = question
-    if history and len(question.split()) <= 14 and _FOLLOW_UP.search(question):
-        asked = f"{history[-1]} {question}"
-    question_terms = set(terms(asked))
+    # A follow-up ("what if there's too much of it?") is read with the question before it, which says
+    # what "it" is, while its own words say what is asked now and weigh more.
+    follow_up = bool(history) and len(question.split()) <= 14 and bool(_FOLLOW_UP.search(question))
+    question_terms = set(terms(question))
+    question_vector = np.array(embeddings.embed_query(question))
+    before = np.array(embeddings.embed_query(f"{history[-1]} {question}")) if follow_up else None
+    if before is not None:
+        question_vector = question_vector + FOLLOW_UP_CONTEXT * before
+        question_vector /= np.linalg.norm(question_vector) or 1.0
     # A unit is read with its section heading: "Common topics on a mobile robot" says what its table holds.
     texts = [_plain(" ".join(part for part in (u.heading, u.lead, u.text) if part)) for u in units]
     unit_terms = [set(terms(t)) for t in texts]
@@ -180,8 +186,10 @@ def extractive_answer(
         for term in found & question_terms:
             frequency[term] = frequency.get(term, 0) + 1
 
-    question_vector = np.array(embeddings.embed_query(asked))
-    similarity = np.array(embeddings.embed_documents(texts)) @ question_vector
+    unit_vectors = np.array(embeddings.embed_documents(texts))
+    similarity = unit_vectors @ question_vector
+    # How close the book comes to the question: a follow-up is close when it is, read with what came before.
+    closest = float(similarity.max()) if before is None else float(max(similarity.max(), (unit_vectors @ before).max()))
     max_lexical = sum(math.log(1 + len(units) / f) for f in frequency.values()) or 1.0
 
     def score(i: int) -> float:
@@ -193,7 +201,7 @@ def extractive_answer(
 
     scores = [score(i) for i in range(len(units))]
     ranked = sorted(range(len(units)), key=scores.__getitem__, reverse=True)
-    if not selection and float(similarity.max()) < DECLINE_BELOW:
+    if not selection and closest < DECLINE_BELOW:
         return _decline(passages)
 
     # A lead line is never quoted alone ("…on a real robot:" needs its list): it stands for what it introduces.

@@ -182,6 +182,13 @@ async def rewrite_query(state: State, runtime: Runtime[Context]) -> dict[str, An
     return {"query": query}
 
 
+def _cited_before(state: State) -> list[str] | None:
+    """The pages the previous answer cited: what a follow-up's "it" most likely points at."""
+    earlier = next((m for m in reversed(state["messages"][:-1]) if isinstance(m, AIMessage)), None)
+    paths = [c["path"] for c in (earlier.additional_kwargs.get("citations") or [])] if earlier is not None else []
+    return paths or None
+
+
 async def retrieve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Hybrid search of the book; a selection's own section comes first."""
     context = _context(runtime)
@@ -196,6 +203,7 @@ async def retrieve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             "k": context.k,
             "page": inputs.get("page"),
             "selected_text": inputs.get("selected_text"),
+            "cited_before": _cited_before(state) if state.get("turn") == "follow_up" else None,
         }
     )
     return {"passages": passages}

@@ -67,8 +67,11 @@ async def retrieve_for(
     query = await search_query(
         rewriter, question, history=history_lines(item), profile=item.get("profile"), selected_text=selected
     )
+    # What the previous answer cited, as a thread's last AI message carries it.
+    earlier = [t for t in item.get("history") or [] if isinstance(t, dict) and t.get("role") in ("assistant", "ai")]
+    cited_before = (earlier[-1].get("sources") or None) if earlier else None
     passages = await asyncio.to_thread(
-        search, index, query, asked=question, k=k, page=item.get("page"), selected_text=selected
+        search, index, query, asked=question, k=k, page=item.get("page"), selected_text=selected, cited_before=cited_before
     )
     return query, passages
 

@@ -10,6 +10,9 @@ from pydantic import BaseModel, Field
 from booktutor.tools.index import BookIndex, Passage
 from booktutor.tools.local_search import fuse
 
+# How many of the pages a previous answer cited a follow-up searches first.
+FOLLOW_UP_PAGES = 2
+
 
 class SearchBookInput(BaseModel):
     query: str = Field(description="What to look for, as a standalone question or keywords.")
@@ -25,6 +28,10 @@ class SearchBookInput(BaseModel):
         default=None,
         description="The reader's own words when `query` is a rewrite of them; both are searched and fused.",
     )
+    cited_before: Optional[list[str]] = Field(
+        default=None,
+        description="Doc paths the previous answer cited, for a follow-up: their passages are searched too and fused.",
+    )
 
 
 def search(
@@ -36,6 +43,7 @@ def search(
     module: str | None = None,
     selected_text: str | None = None,
     asked: str | None = None,
+    cited_before: list[str] | None = None,
 ) -> list[Passage]:
     """Passages for `query`: the selection's own section(s) first, then search results, no repeats.
 
@@ -44,13 +52,18 @@ def search(
     "how is that different from a service?" must not be drowned by the earlier question it was joined to).
     """
     located = index.locate(selected_text, page=page) if selected_text else []
+    # A follow-up ("what hardware does it need?") is most likely about the pages just cited: their best
+    # passages are one more ranking in the fusion, so they rise without hiding the rest of the book.
+    before = [index.search(query, k=k, page=path) for path in dict.fromkeys(cited_before or [])][:FOLLOW_UP_PAGES]
     if asked and asked.strip() and asked.strip() != query.strip():
         # Fused from deeper lists (a passage fourth in both rankings beats one first in a single one);
         # ties go to the reader's own words.
         depth = 2 * k
-        results = _fused(index.search(asked, k=depth, module=module), index.search(query, k=depth, module=module))
+        results = _fused(index.search(asked, k=depth, module=module), index.search(query, k=depth, module=module), *before)
     else:
         results = index.search(query, k=k, module=module)
+        if before:
+            results = _fused(results, *before)
     if page and not selected_text:
         # The reader's page is context, not a wall: its best passages lead, the rest of the book follows.
         on_page = index.search(query, k=2, page=page)
@@ -79,8 +92,11 @@ def build_search_tool(index: BookIndex) -> BaseTool:
         module: str | None = None,
         selected_text: str | None = None,
         asked: str | None = None,
+        cited_before: list[str] | None = None,
     ) -> list[Passage]:
-        return search(index, query, k=k, page=page, module=module, selected_text=selected_text, asked=asked)
+        return search(
+            index, query, k=k, page=page, module=module, selected_text=selected_text, asked=asked, cited_before=cited_before
+        )
 
     return StructuredTool.from_function(
         search_book,

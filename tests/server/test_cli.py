@@ -136,7 +136,7 @@ def test_eval_reports_retrieval_and_answers_per_kind(cli_env):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["overall"]["recall"] >= 0.85
-    assert set(report["by_kind"]) == {"conceptual", "factual", "howto", "paraphrase", "selection"}
+    assert set(report["by_kind"]) == {"conceptual", "factual", "follow_up", "howto", "paraphrase", "selection"}
     assert report["answers"]["key_terms"] >= 0.5 and report["answers"]["off_topic_declined"] >= 0.9
     table = run_cli("eval", str(EVAL_SET), str(dev_answers), "--no-answers", env=cli_env)
     assert "recall@5" in table.stdout and "MRR" in table.stdout and "paraphrase" in table.stdout
