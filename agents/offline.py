@@ -1,9 +1,11 @@
 """The offline model: a real LangChain chat model that answers extractively from the given passages.
 
-It reads the tagged context the answer prompt carries (see `agents.prompts`), picks the sentences that
-best match the question, cites them, and streams the result word by word. Every answer ends with a
-label saying no language model wrote it. It reads with the book's own tools (embeddings, the index's
-analyzer, the Markdown reader), which whoever builds it hands in: agents do not import tools.
+It reads the tagged context the answer prompt carries (see `agents.prompts`), picks the block that
+best answers the question (a paragraph, a list with its lead-in line, table rows under their header,
+or a code block), quotes it whole with its citation, and streams the result word by word; when nothing
+in the passages is close to the question it says so and cites nothing. Every answer ends with a label
+saying no language model wrote it. It reads with the book's own tools (embeddings, the index's
+analyzer, the Markdown block reader), which whoever builds it hands in: agents do not import tools.
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ SECOND_UNIT = 0.85
 FOLLOW_UP_CONTEXT = 0.5
 """How much a follow-up's meaning leans on the question before it (its own words count 1)."""
 MAX_TABLE_ROWS = 3
+"""A long table is quoted as its header and at most this many rows: those within ROW_MARGIN of the best."""
+ROW_MARGIN = 0.08
 MAX_ANSWER_CHARS = 1600
+"""A second unit is left out when the two would be longer than this."""
 
 
 @dataclass
@@ -129,13 +134,10 @@ def _render(unit: _Unit, marker: str, question_vector: Any, embeddings: Embeddin
         scores = np.array(embeddings.embed_documents([f"{header_words} {_plain(r)}" for r in unit.rows])) @ question_vector
         best = float(scores.max())
         keep = sorted(np.argsort(-scores)[:MAX_TABLE_ROWS].tolist())
-        keep = [i for i in keep if scores[i] >= best - 0.08]
+        keep = [i for i in keep if scores[i] >= best - ROW_MARGIN]
         body = "\n".join([unit.header, *(unit.rows[i] for i in keep)])
-    lead = _lead_sentence(unit.lead) if unit.lead else ""
-    if not lead:
-        lead = f"From *{unit.heading}*:" if unit.heading else "From the book:"
-    elif not lead.endswith(":"):
-        lead = lead.rstrip(".") + ":" if unit.kind != "paragraph" and len(lead) < 120 else lead
+    # The book's own lead line, word for word; a block with none is introduced by its section's name.
+    lead = _lead_sentence(unit.lead) if unit.lead else (f"From *{unit.heading}*:" if unit.heading else "From the book:")
     return f"{lead}{marker}\n\n{body}"
 
 
