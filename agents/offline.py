@@ -105,7 +105,18 @@ def _units(n: int, text: str, blocks: Callable[[str], list[Any]], heading: str =
             unit.header, unit.rows = "\n".join(lines[:2]), lines[2:]
         units.append(unit)
         previous = None
-    return units
+    return [_without_dangling_lead(u, units) for u in units if _without_dangling_lead(u, units) is not None]
+
+
+def _without_dangling_lead(unit: _Unit, units: list[_Unit]) -> _Unit | None:
+    """A paragraph whose last sentence ends in a colon with nothing after it in the passage (the list or
+    code it introduces fell into the next chunk) loses that sentence, or is left out when nothing is left."""
+    if unit.kind != "paragraph" or not unit.text.endswith(":") or any(u.lead == unit.text for u in units):
+        return unit
+    sentences = _SENTENCE_END.split(unit.text)[:-1]
+    if not sentences:
+        return None
+    return _Unit(unit.n, unit.position, unit.kind, " ".join(sentences), heading=unit.heading)
 
 
 def _plain(unit_text: str) -> str:

@@ -102,6 +102,18 @@ def test_a_list_is_quoted_whole_under_its_lead_in_line(model):
         assert not line.rstrip().endswith(":"), f"a line ends on a colon with nothing after it: {body!r}"
 
 
+def test_a_lead_line_whose_list_is_not_in_the_passage_is_not_quoted(model):
+    cut = {
+        "title": "PID Control",
+        "heading": "PID Control › A PID controller in Python",
+        "path": "02-motion/03-pid-control.md",
+        "text": "The controller runs in a loop on the simulated wheel of the robot. Here it controls the simulated wheel:",
+    }
+    answer = model.invoke(answer_messages(question="How does the PID controller control the simulated wheel?", passages=[cut]))
+    body = body_of(answer.content)
+    assert body == "The controller runs in a loop on the simulated wheel of the robot. [1]", body
+
+
 def test_the_table_row_that_answers_is_quoted_under_its_header(model):
     motions = {
         "title": "Differential-Drive Kinematics",
