@@ -105,7 +105,8 @@ def _units(n: int, text: str, blocks: Callable[[str], list[Any]], heading: str =
             unit.header, unit.rows = "\n".join(lines[:2]), lines[2:]
         units.append(unit)
         previous = None
-    return [_without_dangling_lead(u, units) for u in units if _without_dangling_lead(u, units) is not None]
+    kept = (_without_dangling_lead(u, units) for u in units)
+    return [u for u in kept if u is not None]
 
 
 def _without_dangling_lead(unit: _Unit, units: list[_Unit]) -> _Unit | None:
