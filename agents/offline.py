@@ -1,15 +1,18 @@
 """The offline model: a real LangChain chat model that answers extractively from the given passages.
 
-It reads the tagged context the answer prompt carries (see `agents.prompts`), picks the sentences that
-best match the question, cites them, and streams the result word by word. Every answer ends with a
-label saying no language model wrote it. It reads with the book's own tools (embeddings, the index's
-analyzer, the Markdown reader), which whoever builds it hands in: agents do not import tools.
+It reads the tagged context the answer prompt carries (see `agents.prompts`), picks the block that
+best answers the question (a paragraph, a list with its lead-in line, table rows under their header,
+or a code block), quotes it whole with its citation, and streams the result word by word; when nothing
+in the passages is close to the question it says so and cites nothing. Every answer ends with a label
+saying no language model wrote it. It reads with the book's own tools (embeddings, the index's
+analyzer, the Markdown block reader), which whoever builds it hands in: agents do not import tools.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -24,7 +27,7 @@ from booktutor.agents.prompts import parse_answer_context
 
 OFFLINE_MODEL_NAME = "offline-extractive"
 OFFLINE_LABEL = (
-    "_Offline answer: these sentences are quoted from the book; no language model is configured "
+    "_Offline answer: quoted from the book; no language model is configured "
     "(set OPENAI_API_KEY or OPENAI_BASE_URL for written answers)._"
 )
 NOT_FOUND = "I could not find this in the book."
@@ -34,45 +37,120 @@ SMALL_TALK_REPLY = (
 )
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9*`\"(\[])")
-_MARKUP = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s+|>\s+)|\*\*|__")
-_LIST_ITEM = re.compile(r"^\s*(?:[-*+•]\s+|\d+[.)]\s+)")
+_TAG_LINE = re.compile(r"^\s*(</?[A-Za-z][^>]*>\s*)+$|^\s*:::\s*$|^\s*(import|export)\s")
+_TAG = re.compile(r"</?[A-Za-z][^>]*>")
+_ADMONITION = re.compile(r"^\s*:::\w*[^\n]*\n?|\n?\s*:::\s*$")
+_FOLLOW_UP = re.compile(r"\b(it|its|that|this|these|those|they|them|there)\b", re.I)
+
+# Tuned on the dev answer set (eval/dev-answers.jsonl), never on the unseen sets. On it, the off-topic
+# questions' best units reach 0.12-0.26 (one, 0.32) and the answerable ones' 0.30 and up.
+DECLINE_BELOW = 0.28
+"""A question whose best quotable unit is less similar than this (cosine, MiniLM) is declined."""
+SECOND_UNIT = 0.85
+"""A second unit is quoted when it scores at least this share of the best one."""
+FOLLOW_UP_CONTEXT = 0.5
+"""How much a follow-up's meaning leans on the question before it (its own words count 1)."""
+MAX_TABLE_ROWS = 3
+"""A long table is quoted as its header and at most this many rows: those within ROW_MARGIN of the best."""
+ROW_MARGIN = 0.08
+MAX_ANSWER_CHARS = 1600
+"""A second unit is left out when the two would be longer than this."""
 
 
-def _logical_lines(prose: str) -> list[str]:
-    """Lines with hard-wrapped paragraph and list-item continuations joined back together."""
-    lines: list[str] = []
-    for raw in prose.splitlines():
-        line = raw.strip()
-        if not line:
-            lines.append("")
+@dataclass
+class _Unit:
+    """One quotable piece of a passage: a paragraph, a list, a table (with its rows) or a code block."""
+
+    n: int  # the passage number; 0 is the reader's selection
+    position: int
+    kind: str
+    text: str  # the block's Markdown, whole
+    lead: str = ""  # the paragraph that introduces a list, table or code block
+    heading: str = ""
+    rows: list[str] = field(default_factory=list)  # a table's body rows
+    header: str = ""  # a table's header and separator lines
+
+
+def _clean(paragraph: str) -> str:
+    """A paragraph without JSX tags or admonition fences, lines joined."""
+    text = _ADMONITION.sub("", paragraph)
+    text = _TAG.sub(" ", text)
+    return " ".join(text.split())
+
+
+def _units(n: int, text: str, blocks: Callable[[str], list[Any]], heading: str = "") -> list[_Unit]:
+    """The quotable units of one passage, in order; a list, table or code block carries the paragraph that
+    introduces it as its lead."""
+    units: list[_Unit] = []
+    previous: _Unit | None = None
+    for block in blocks(text):
+        if block.kind == "heading":
+            heading = block.text.lstrip("#").strip()
+            previous = None
             continue
-        starts_block = _LIST_ITEM.match(line) or line.startswith(">")
-        if lines and lines[-1] and not starts_block:
-            lines[-1] = f"{lines[-1]} {line}"
-        else:
-            lines.append(line)
-    return lines
-
-
-def _sentences(text: str, prose: Callable[[str], str]) -> list[tuple[str, float]]:
-    """(sentence, weight) pairs of a passage's prose and list items.
-
-    Code blocks, tables and headings are left out (by `prose`); list items weigh less than full sentences
-    because they are often fragments that read badly out of context.
-    """
-    found = []
-    for line in _logical_lines(prose(text)):
-        if not line or set(line) <= set("-=*_ |:"):
-            continue
-        is_item = bool(_LIST_ITEM.match(line))
-        line = _MARKUP.sub("", line).strip(" •")
-        for sentence in _SENTENCE_END.split(line):
-            sentence = sentence.strip()
-            if len(sentence.split()) < 5:
+        if block.kind in ("paragraph", "quote", "other"):
+            if _TAG_LINE.match(block.text) and all(_TAG_LINE.match(line) or not line.strip() for line in block.text.splitlines()):
                 continue
-            complete = sentence[-1] in ".!?:" and not is_item
-            found.append((sentence, 1.0 if complete else 0.6))
-    return found
+            cleaned = _clean(block.text.lstrip("> "))
+            if len(cleaned.split()) < 4:
+                previous = None
+                continue
+            previous = _Unit(n, len(units), "paragraph", cleaned, heading=heading)
+            units.append(previous)
+            continue
+        lead = previous.text if previous is not None else ""
+        unit = _Unit(n, len(units), block.kind, block.text.strip(), lead=lead, heading=heading)
+        if block.kind == "table":
+            lines = [line for line in block.text.strip().splitlines() if line.strip()]
+            unit.header, unit.rows = "\n".join(lines[:2]), lines[2:]
+        units.append(unit)
+        previous = None
+    kept = (_without_dangling_lead(u, units) for u in units)
+    return [u for u in kept if u is not None]
+
+
+def _without_dangling_lead(unit: _Unit, units: list[_Unit]) -> _Unit | None:
+    """A paragraph whose last sentence ends in a colon with nothing after it in the passage (the list or
+    code it introduces fell into the next chunk) loses that sentence, or is left out when nothing is left."""
+    if unit.kind != "paragraph" or not unit.text.endswith(":") or any(u.lead == unit.text for u in units):
+        return unit
+    sentences = _SENTENCE_END.split(unit.text)[:-1]
+    if not sentences:
+        return None
+    return _Unit(unit.n, unit.position, unit.kind, " ".join(sentences), heading=unit.heading)
+
+
+def _plain(unit_text: str) -> str:
+    """Text to compare with a question: Markdown punctuation out, identifiers split into words."""
+    text = re.sub(r"[`*|#>\[\]()_{}=:-]+", " ", unit_text)
+    return " ".join(text.split())[:1000]
+
+
+def _lead_sentence(paragraph: str) -> str:
+    """The part of a lead paragraph that introduces what follows: the whole of it when short, else its
+    last sentence (the one ending in a colon, when there is one)."""
+    if len(paragraph) <= 320:
+        return paragraph
+    sentences = _SENTENCE_END.split(paragraph)
+    return sentences[-1] if sentences[-1].endswith(":") else sentences[0]
+
+
+def _render(unit: _Unit, marker: str, question_vector: Any, embeddings: Embeddings) -> str:
+    """A unit quoted whole, with its citation on the quoted text and its lead line in front."""
+    if unit.kind == "paragraph":
+        return f"{unit.text}{marker}"
+    body = unit.text
+    if unit.kind == "table" and len(unit.rows) > MAX_TABLE_ROWS:
+        # The rows that answer, in the book's order, under the table's header.
+        header_words = _plain(unit.header)
+        scores = np.array(embeddings.embed_documents([f"{header_words} {_plain(r)}" for r in unit.rows])) @ question_vector
+        best = float(scores.max())
+        keep = sorted(np.argsort(-scores)[:MAX_TABLE_ROWS].tolist())
+        keep = [i for i in keep if scores[i] >= best - ROW_MARGIN]
+        body = "\n".join([unit.header, *(unit.rows[i] for i in keep)])
+    # The book's own lead line, word for word; a block with none is introduced by its section's name.
+    lead = _lead_sentence(unit.lead) if unit.lead else (f"From *{unit.heading}*:" if unit.heading else "From the book:")
+    return f"{lead}{marker}\n\n{body}"
 
 
 def extractive_answer(
@@ -80,68 +158,103 @@ def extractive_answer(
     *,
     embeddings: Embeddings,
     terms: Callable[[str], list[str]],
-    prose: Callable[[str], str],
-    max_sentences: int = 3,
+    blocks: Callable[[str], list[Any]],
+    history: list[str] | None = None,
 ) -> str:
-    """Pick and cite the sentences of the passages that best answer the question (see `OfflineChatModel`
-    for `embeddings`, `terms` and `prose`)."""
+    """Quote the paragraph, list, table rows or code block of the passages that best answers the question,
+    whole and cited, or decline when nothing there is close to it (see `OfflineChatModel` for `embeddings`,
+    `terms` and `blocks`; `history` holds the reader's earlier questions, oldest first)."""
+    question = context["question"]
     passages = context["passages"]
     selection = context.get("selection")
-    # A question about a selection ("Explain this passage.") is about the selection's words too;
-    # ranked on the question alone, any sentence containing "explains" would win.
-    query = f"{context['question']}\n{selection}" if selection else context["question"]
-    question_terms = set(terms(query))
     if not passages and not selection:
         return NOT_FOUND
 
-    # (passage n, position, sentence, weight); n=0 is the selection itself
-    candidates: list[tuple[int, int, str, float]] = []
+    units: list[_Unit] = []
     if selection:
-        candidates += [(0, i, s, w) for i, (s, w) in enumerate(_sentences(selection, prose))]
-    quoted = {c[2].lower() for c in candidates}
+        units += _units(0, selection, blocks)
+    quoted = {u.text.lower() for u in units}
     for passage in passages:
-        for i, (sentence, weight) in enumerate(_sentences(passage["text"], prose)):
-            # The selection's own section is passage [1]; its sentences are already candidates.
-            if sentence.lower() not in quoted:
-                quoted.add(sentence.lower())
-                candidates.append((passage["n"], i, sentence, weight))
-    if not candidates:
+        heading = (passage.get("heading") or "").split(" › ")[-1]
+        for unit in _units(passage["n"], passage["text"], blocks, heading):
+            if unit.text.lower() not in quoted:  # the selection's own section comes back as passage [1]
+                quoted.add(unit.text.lower())
+                units.append(unit)
+    if not units:
         return NOT_FOUND
 
-    # Terms found in fewer sentences say more about the question (an IDF over the candidates).
-    sentence_terms = [set(terms(s)) for _, _, s, _ in candidates]
+    # A follow-up ("what if there's too much of it?") is read with the question before it, which says
+    # what "it" is, while its own words say what is asked now and weigh more.
+    follow_up = bool(history) and len(question.split()) <= 14 and bool(_FOLLOW_UP.search(question))
+    # A question about a selection ("Explain this passage.") is about the selection's words too;
+    # ranked on the question alone, any unit containing "explains" would win.
+    asked = f"{question}\n{selection}" if selection else question
+    question_terms = set(terms(asked))
+    question_vector = np.array(embeddings.embed_query(asked))
+    before = np.array(embeddings.embed_query(f"{history[-1]} {question}")) if follow_up else None
+    if before is not None:
+        question_vector = question_vector + FOLLOW_UP_CONTEXT * before
+        question_vector /= np.linalg.norm(question_vector) or 1.0
+    # A unit is read with its section heading: "Common topics on a mobile robot" says what its table holds.
+    texts = [_plain(" ".join(part for part in (u.heading, u.lead, u.text) if part)) for u in units]
+    unit_terms = [set(terms(t)) for t in texts]
     frequency: dict[str, int] = {}
-    for found in sentence_terms:
+    for found in unit_terms:
         for term in found & question_terms:
             frequency[term] = frequency.get(term, 0) + 1
 
-    # Meaning matters more than shared words: "how do nodes exchange messages" should find "nodes
-    # publish to topics", so the sentence's embedding similarity leads the score.
-    question_vector = np.array(embeddings.embed_query(query))
-    similarity = np.array(embeddings.embed_documents([c[2] for c in candidates])) @ question_vector
-    max_lexical = sum(math.log(1 + len(candidates) / f) for f in frequency.values()) or 1.0
+    unit_vectors = np.array(embeddings.embed_documents(texts))
+    similarity = unit_vectors @ question_vector
+    # How close the book comes to the question: a follow-up is close when it is, read with what came before.
+    closest = float(similarity.max()) if before is None else float(max(similarity.max(), (unit_vectors @ before).max()))
+    max_lexical = sum(math.log(1 + len(units) / f) for f in frequency.values()) or 1.0
 
     def score(i: int) -> float:
-        n, _, _, weight = candidates[i]
-        matched = sentence_terms[i] & question_terms
-        lexical = sum(math.log(1 + len(candidates) / frequency[t]) for t in matched) / max_lexical
-        rank_prior = 0.2 / (1 + n) if n else 0.4  # the selection and top passages come first
-        return (2.0 * float(similarity[i]) + lexical + rank_prior) * weight
+        unit = units[i]
+        matched = unit_terms[i] & question_terms
+        lexical = sum(math.log(1 + len(units) / frequency[t]) for t in matched) / max_lexical
+        rank_prior = 0.2 / (1 + unit.n) if unit.n else 0.4  # the selection and top passages come first
+        return 2.0 * float(similarity[i]) + lexical + rank_prior
 
-    ranked = sorted(range(len(candidates)), key=score, reverse=True)
-    best = score(ranked[0])
-    chosen = [i for i in ranked[:max_sentences] if score(i) >= 0.5 * best]
-    chosen.sort(key=lambda i: (candidates[i][0] or 0, candidates[i][1]))
+    scores = [score(i) for i in range(len(units))]
+    ranked = sorted(range(len(units)), key=scores.__getitem__, reverse=True)
+    if not selection and closest < DECLINE_BELOW:
+        return _decline(passages)
+
+    # A lead line is never quoted alone ("…on a real robot:" needs its list): it stands for what it introduces.
+    follower = {id(units[i - 1]): i for i in range(1, len(units)) if units[i].lead and units[i].lead == units[i - 1].text and units[i].lead.endswith(":")}
+    ranked = list(dict.fromkeys(follower.get(id(units[i]), i) for i in ranked))
+    if selection and any(units[i].n == 0 for i in ranked):
+        # The question is about the selection: it is explained first, the passages only add to it.
+        ranked.sort(key=lambda i: units[i].n != 0)
+    best = units[ranked[0]]
+    chosen = [ranked[0]]
+    for i in ranked[1:3]:
+        other = units[i]
+        if other.text == best.lead or best.text == other.lead:
+            continue  # already quoted as the other's lead line
+        if scores[i] >= SECOND_UNIT * scores[ranked[0]] and len(other.text) + len(best.text) < MAX_ANSWER_CHARS:
+            chosen.append(i)
+            break
+    chosen.sort(key=lambda i: (units[i].n, units[i].position))
 
     # The retrieve step puts the section a selection came from first, so the selection cites [1].
     cite_selection = 1 if passages else None
-    lines = []
+    parts = []
     for i in chosen:
-        n, _, sentence, _ = candidates[i]
-        marker = n or cite_selection
-        lines.append(f"{sentence} [{marker}]" if marker else sentence)
+        number = units[i].n or cite_selection
+        parts.append(_render(units[i], f" [{number}]" if number else "", question_vector, embeddings))
     lead = "About the selected passage: " if selection else ""
-    return lead + " ".join(lines)
+    return lead + "\n\n".join(parts)
+
+
+def _decline(passages: list[dict[str, Any]]) -> str:
+    """No passage is close to the question: say so, name what the book covers nearby, cite nothing."""
+    nearby = list(dict.fromkeys(p.get("heading") or p.get("title") or "" for p in passages if p.get("heading") or p.get("title")))
+    text = "The book does not seem to cover this."
+    if nearby:
+        text += " The closest topics it covers are: " + "; ".join(f"*{h}*" for h in nearby[:3]) + "."
+    return text
 
 
 class OfflineChatModel(BaseChatModel):
@@ -151,8 +264,8 @@ class OfflineChatModel(BaseChatModel):
     """Sentence embeddings: how close a sentence's meaning is to the question's leads its score."""
     terms: Callable[[str], list[str]]
     """The search index's analyzer (stemmed, stopword-free terms): the words a sentence shares with the question."""
-    prose: Callable[[str], str]
-    """Markdown with its fenced code, headings and tables blanked out, so only prose is quoted as an answer."""
+    blocks: Callable[[str], list[Any]]
+    """Markdown split into its top-level blocks (each with `.kind` and `.text`): what is quoted whole."""
     model_name: str = OFFLINE_MODEL_NAME
 
     @property
@@ -169,7 +282,10 @@ class OfflineChatModel(BaseChatModel):
         context = parse_answer_context(text)
         if not context["grounded"]:
             return SMALL_TALK_REPLY
-        answer = extractive_answer(context, embeddings=self.embeddings, terms=self.terms, prose=self.prose)
+        asked_before = [m.text for m in messages[:-1] if isinstance(m, HumanMessage)]
+        answer = extractive_answer(
+            context, embeddings=self.embeddings, terms=self.terms, blocks=self.blocks, history=asked_before
+        )
         return f"{answer}\n\n{OFFLINE_LABEL}"
 
     def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any) -> ChatResult:

@@ -20,11 +20,11 @@ from booktutor.graphs.context import Context, open_index
 from booktutor.graphs.state import State, TurnKind
 from booktutor.tools.embeddings import offline_embeddings
 from booktutor.tools.errors import BooktutorError
-from booktutor.tools.markdown import prose
+from booktutor.tools.markdown import blocks
 from booktutor.tools.personalization import build_rewrite_tool, looks_like_follow_up
 from booktutor.tools.retrieval import build_search_tool
 from booktutor.tools.sparse import terms
-from booktutor.tools.translation import LANGUAGES, build_translate_tool
+from booktutor.tools.translation import LANGUAGES, build_translate_tool, language_info
 
 TURN_INPUTS = ("selected_text", "page", "language")
 
@@ -88,6 +88,18 @@ def translate_to(turn: TurnKind, inputs: dict[str, Any], question: str, profile:
     return None if not language or language.split("-")[0].lower() == "en" else language
 
 
+def written_in(turn: TurnKind, language: str | None, context: Context) -> str | None:
+    """The language a configured model writes this turn's answer in directly, or None.
+
+    An answer in another language streams token by token when the model writes it in that language in one
+    call; translating afterwards would make the reader wait for two calls in silence. The offline model
+    only quotes the English book, so its answers are still translated, and a translate turn translates.
+    """
+    if turn == "translate" or not language or not context.endpoint.configured:
+        return None
+    return language
+
+
 def search_tool(context: Context) -> BaseTool:
     """The `search_book` tool over the index this run's context points at."""
     return build_search_tool(open_index(context))
@@ -97,7 +109,30 @@ def search_tool(context: Context) -> BaseTool:
 def offline_answer_model() -> OfflineChatModel:
     """The model that answers when none is configured, reading with the book's embeddings, analyzer and
     Markdown reader."""
-    return OfflineChatModel(embeddings=offline_embeddings(), terms=terms, prose=prose)
+    return OfflineChatModel(embeddings=offline_embeddings(), terms=terms, blocks=blocks)
+
+
+def evaluation_answerer(context: Context):
+    """(evaluation question, passages) -> answer text, written as the answer step writes it with this
+    context's model; `booktutor eval` scores answers with it (see `tools.evaluation.Answerer`)."""
+    model = answer_model(offline_answer_model, context.endpoint, context.answer_model)
+
+    async def answer_question(item: dict[str, Any], passages: list[dict[str, Any]]) -> str:
+        history = [
+            HumanMessage(turn["content"]) if turn.get("role") in ("user", "human") else AIMessage(turn["content"])
+            for turn in item.get("history") or []
+            if isinstance(turn, dict)
+        ]
+        messages = answer_messages(
+            question=item["question"],
+            passages=passages,
+            history=history[-context.history_turns :],
+            selected_text=item.get("selected_text"),
+            profile=item.get("profile") or context.profile,
+        )
+        return (await model.ainvoke(messages)).text
+
+    return answer_question
 
 
 # -- nodes -------------------------------------------------------------------------------------------
@@ -114,10 +149,14 @@ async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     inputs = {key: state.get(key) for key in TURN_INPUTS if state.get(key)}
     filed = human.model_copy(update={"additional_kwargs": {**human.additional_kwargs, "turn": inputs}})
     turn = classify_turn(human.text, selected_text=inputs.get("selected_text"), has_history=len(state["messages"]) > 1)
+    context = _context(runtime)
+    language = translate_to(turn, inputs, human.text, context.profile)
+    direct = written_in(turn, language, context)
     return {
         "messages": [filed],
         "turn": turn,
-        "translate_to": translate_to(turn, inputs, human.text, _context(runtime).profile),
+        "translate_to": None if direct else language,
+        "answer_language": direct,
         "query": human.text,
         "passages": Overwrite([]),
         "citations": [],
@@ -143,6 +182,13 @@ async def rewrite_query(state: State, runtime: Runtime[Context]) -> dict[str, An
     return {"query": query}
 
 
+def _cited_before(state: State) -> list[str] | None:
+    """The pages the previous answer cited: what a follow-up's "it" most likely points at."""
+    earlier = next((m for m in reversed(state["messages"][:-1]) if isinstance(m, AIMessage)), None)
+    paths = [c["path"] for c in (earlier.additional_kwargs.get("citations") or [])] if earlier is not None else []
+    return paths or None
+
+
 async def retrieve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Hybrid search of the book; a selection's own section comes first."""
     context = _context(runtime)
@@ -157,6 +203,7 @@ async def retrieve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             "k": context.k,
             "page": inputs.get("page"),
             "selected_text": inputs.get("selected_text"),
+            "cited_before": _cited_before(state) if state.get("turn") == "follow_up" else None,
         }
     )
     return {"passages": passages}
@@ -175,6 +222,8 @@ async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     context = _context(runtime)
     human = _last_human(state["messages"])
     passages = state.get("passages") or []
+    language = state.get("answer_language")
+    code, language_name, direction = language_info(language) if language else ("en", None, "ltr")
     messages = answer_messages(
         question=human.text,
         passages=passages,
@@ -182,6 +231,7 @@ async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         selected_text=turn_inputs(state).get("selected_text"),
         small_talk=state.get("turn") == "small_talk",
         profile=context.profile,
+        language=language_name,
     )
     # Building a client loads certificates from disk, so the first call happens off the event loop.
     model = await asyncio.to_thread(answer_model, offline_answer_model, context.endpoint, context.answer_model)
@@ -190,7 +240,11 @@ async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     message = AIMessage(
         content=response.text,
         id=response.id,
-        additional_kwargs={"citations": citations, "model": model_name(context.endpoint, context.answer_model)},
+        additional_kwargs={
+            "citations": citations,
+            "model": model_name(context.endpoint, context.answer_model),
+            **({"language": code, "direction": direction} if language else {}),
+        },
         response_metadata=response.response_metadata,
         usage_metadata=response.usage_metadata,
     )

@@ -43,7 +43,10 @@ class State(InputState, total=False):
     turn: TurnKind
     """What kind of turn the route step decided this is."""
     translate_to: Optional[str]
-    """The language the route step decided the reply is translated into; None means it stays English."""
+    """The language the route step decided the reply is translated into; None means it stays as written."""
+    answer_language: Optional[str]
+    """The language the route step decided a configured model writes the answer in directly (streamed as
+    written, no translation after it); None means English."""
     query: str
     """The standalone search query the rewrite step produced."""
     passages: Annotated[list[Passage], add_passages]

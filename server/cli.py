@@ -255,40 +255,66 @@ async def _chat(settings: Settings, *, thread: str | None, language: str | None)
 
 @app.command("eval")
 def evaluate(
-    file: Path = typer.Argument(..., help="JSONL questions with expected_sources (see shared/eval)."),
+    files: list[Path] = typer.Argument(
+        ..., help="JSONL questions with expected_sources (see shared/eval and eval/); several are reported side by side."
+    ),
     k: int = typer.Option(5, "--k", min=1, max=50, help="Cut-off for recall@k."),
+    answers: bool = typer.Option(True, "--answers/--no-answers", help="Also answer each question and score the answer."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Measure retrieval on an evaluation set: recall@k and MRR, overall and per kind."""
+    """Measure retrieval (recall@k, MRR) and answers (reference key terms found, declines right and wrong)."""
     # A missing or malformed file is refused before the index and the embedding model load.
     try:
-        load_questions(file)
+        for file in files:
+            load_questions(file)
     except BooktutorError as error:
         _fail(error, as_json=as_json)
     from booktutor.agents.models import rewriter
+    from booktutor.graphs.nodes import evaluation_answerer
     from booktutor.tools.evaluation import evaluate_file
 
     settings = get_settings()
 
     async def run():
         index = await asyncio.to_thread(_open_index, settings)
-        # The rewrite model the chat uses, so the figures are the chat's.
-        return await evaluate_file(file, index, k=k, rewriter=await asyncio.to_thread(rewriter))
+        # The rewrite and answer models the chat uses, so the figures are the chat's.
+        rewrite = await asyncio.to_thread(rewriter)
+        answerer = evaluation_answerer(settings.context()) if answers else None
+        return [await evaluate_file(file, index, k=k, rewriter=rewrite, answerer=answerer) for file in files]
 
-    report = _run(run(), as_json=as_json)
+    reports = _run(run(), as_json=as_json)
     if as_json:
-        print(json.dumps(report))
+        print(json.dumps(reports[0] if len(reports) == 1 else reports))
         return
     from rich.table import Table
 
-    table = Table(title=f"Retrieval on {file.name} (k={k})")
-    for column in ("kind", "questions", f"recall@{k}", "MRR"):
-        table.add_column(column, justify="right" if column != "kind" else "left")
-    for kind, row in [*report["by_kind"].items(), ("overall", report["overall"])]:
-        table.add_row(kind, str(row["questions"]), f"{row['recall']:.3f}", f"{row['mrr']:.3f}")
+    def percent(value) -> str:
+        return "-" if value is None else f"{100 * value:.0f} %"
+
+    table = Table(title=f"Evaluation (k={k})")
+    table.add_column("figure", justify="left")
+    for file in files:
+        table.add_column(file.name, justify="right")
+    rows = [
+        ("questions (with sources)", lambda r: str(r["overall"]["questions"])),
+        (f"recall@{k}", lambda r: f"{r['overall']['recall']:.3f}"),
+        ("MRR", lambda r: f"{r['overall']['mrr']:.3f}"),
+    ]
+    if answers:
+        rows += [
+            ("key terms found (mean)", lambda r: percent(r["answers"]["key_terms"])),
+            ("answers with half or more", lambda r: percent(r["answers"]["half_or_more"])),
+            ("answerable declined (wrong)", lambda r: percent(r["answers"]["answerable_declined"])),
+            ("off-topic declined (right)", lambda r: percent(r["answers"]["off_topic_declined"])),
+        ]
+    for name, cell in rows:
+        table.add_row(name, *(cell(report) for report in reports))
     out.print(table)
-    for miss in report["misses"]:
-        out.print(f"  miss {miss['id']} ({miss['kind']}): expected {miss['expected']}, got {miss['got'][:3]}", markup=False)
+    for file, report in zip(files, reports):
+        for kind, row in report["by_kind"].items():
+            out.print(f"  {file.name} {kind}: {row['questions']} q, recall@{k} {row['recall']:.3f}, MRR {row['mrr']:.3f}", markup=False)
+        for miss in report["misses"]:
+            out.print(f"  miss {miss['id']} ({miss['kind']}): expected {miss['expected']}, got {miss['got'][:3]}", markup=False)
 
 
 # -- serve ------------------------------------------------------------------------------------------

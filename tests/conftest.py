@@ -155,3 +155,14 @@ async def tutor(settings):
 
     async with open_tutor(settings) as tutor:
         yield tutor
+
+
+@pytest.fixture(scope="session")
+def sample_book_index(tmp_path_factory, database_url):
+    """The sample book ("Robots in Motion") ingested by the real CLI: the unseen evaluation set's book."""
+    from booktutor.tools.index import open_book_index
+
+    home = tmp_path_factory.mktemp("sample-book-home")
+    result = run_cli("ingest", str(SAMPLE_BOOK), "--json", env={"BOOKTUTOR_HOME": str(home), "DATABASE_URL": database_url})
+    assert result.returncode == 0, result.stderr
+    return open_book_index(path=home / "qdrant")

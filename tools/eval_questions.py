@@ -14,7 +14,11 @@ from booktutor.tools.errors import InvalidInputError
 
 
 def load_questions(file: Path) -> list[dict[str, Any]]:
-    """Questions from a JSONL file; each needs `question` and `expected_sources`."""
+    """Questions from a JSONL file; each needs `question` and `expected_sources`, which may be empty only
+    for a question marked `"off_topic": true` (one the book does not answer, which should be declined).
+
+    Optional fields: `kind`, `history` (earlier turns), `selected_text`, `page`, and for answer scoring
+    `answer` (a short reference answer) with its `key_terms`."""
     if not file.is_file():
         raise InvalidInputError(f"Evaluation file not found: {file}", code="eval_file_not_found")
     questions = []
@@ -25,9 +29,16 @@ def load_questions(file: Path) -> list[dict[str, Any]]:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"{file}:{number}: not JSON ({exc.msg})", code="eval_file_invalid") from exc
-        if not isinstance(item, dict) or not item.get("question") or not item.get("expected_sources"):
+        if (
+            not isinstance(item, dict)
+            or not item.get("question")
+            or not isinstance(item.get("expected_sources"), list)
+            or not (item["expected_sources"] or item.get("off_topic"))
+        ):
             raise InvalidInputError(
-                f"{file}:{number}: each line needs 'question' and 'expected_sources'", code="eval_file_invalid"
+                f"{file}:{number}: each line needs 'question' and 'expected_sources' (empty only with "
+                "'off_topic': true)",
+                code="eval_file_invalid",
             )
         questions.append(item)
     if not questions:

@@ -20,6 +20,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 __all__ = [
+    "Block",
     "Fence",
     "Heading",
     "code_lines",
@@ -29,6 +30,7 @@ __all__ = [
     "line_starts",
     "parse",
     "prose",
+    "blocks",
     "unwrap_fence",
 ]
 
@@ -163,3 +165,37 @@ def unwrap_fence(text: str, *, infos: tuple[str, ...] = ("", "markdown", "md")) 
     if len(tokens) != 1 or not blocks or not blocks[0].closed or blocks[0].info.lower() not in infos:
         return None
     return blocks[0].content
+
+
+@dataclass(frozen=True)
+class Block:
+    """One top-level block of a text: what a reader would quote whole."""
+
+    kind: str  # "heading", "paragraph", "list", "table", "code", "quote" or "other"
+    text: str  # its Markdown source
+
+
+_BLOCK_KINDS = {
+    "heading_open": "heading",
+    "paragraph_open": "paragraph",
+    "bullet_list_open": "list",
+    "ordered_list_open": "list",
+    "table_open": "table",
+    "fence": "code",
+    "blockquote_open": "quote",
+}
+
+
+def blocks(text: str) -> list[Block]:
+    """The top-level blocks of `text` in document order, each with its source lines (a list with every
+    item, a table with every row, a fenced block with its fences)."""
+    lines = text.split("\n")
+    found = []
+    for tok in parse(text):
+        if tok.level != 0 or tok.map is None or tok.nesting == -1:
+            continue
+        kind = _BLOCK_KINDS.get(tok.type, "other")
+        source = "\n".join(lines[tok.map[0] : tok.map[1]]).strip("\n")
+        if source.strip():
+            found.append(Block(kind, source))
+    return found

@@ -8,7 +8,13 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
 from booktutor.tools.index import BookIndex, Passage
-from booktutor.tools.local_search import fuse
+from booktutor.tools.local_search import RRF_K, fuse
+
+# How many of the pages a previous answer cited (its first citations) a follow-up searches too.
+FOLLOW_UP_PAGES = 1
+# A cited page's ranking counts half of the search's own (chosen on the dev follow-ups): enough to lift
+# the page "it" points at, not enough to put it before what the follow-up's own words ask for.
+CITED_WEIGHT = 0.5
 
 
 class SearchBookInput(BaseModel):
@@ -25,6 +31,10 @@ class SearchBookInput(BaseModel):
         default=None,
         description="The reader's own words when `query` is a rewrite of them; both are searched and fused.",
     )
+    cited_before: Optional[list[str]] = Field(
+        default=None,
+        description="Doc paths the previous answer cited, for a follow-up: their passages are searched too and fused.",
+    )
 
 
 def search(
@@ -36,6 +46,7 @@ def search(
     module: str | None = None,
     selected_text: str | None = None,
     asked: str | None = None,
+    cited_before: list[str] | None = None,
 ) -> list[Passage]:
     """Passages for `query`: the selection's own section(s) first, then search results, no repeats.
 
@@ -44,6 +55,9 @@ def search(
     "how is that different from a service?" must not be drowned by the earlier question it was joined to).
     """
     located = index.locate(selected_text, page=page) if selected_text else []
+    # A follow-up ("what hardware does it need?") is most likely about the pages just cited: their best
+    # passages are one more ranking in the fusion, so they rise without hiding the rest of the book.
+    before = [index.search(query, k=k, page=path) for path in list(dict.fromkeys(cited_before or []))[:FOLLOW_UP_PAGES]]
     if asked and asked.strip() and asked.strip() != query.strip():
         # Fused from deeper lists (a passage fourth in both rankings beats one first in a single one);
         # ties go to the reader's own words.
@@ -51,6 +65,8 @@ def search(
         results = _fused(index.search(asked, k=depth, module=module), index.search(query, k=depth, module=module))
     else:
         results = index.search(query, k=k, module=module)
+    if before:
+        results = _fused(results, *before, weights=(1.0, *[CITED_WEIGHT] * len(before)))
     if page and not selected_text:
         # The reader's page is context, not a wall: its best passages lead, the rest of the book follows.
         on_page = index.search(query, k=2, page=page)
@@ -64,9 +80,18 @@ def search(
     return merged[: max(k, len(located))]
 
 
-def _fused(*rankings: list[Passage]) -> list[Passage]:
+def _fused(*rankings: list[Passage], weights: tuple[float, ...] | None = None) -> list[Passage]:
+    """Reciprocal Rank Fusion of passage rankings; with `weights`, each ranking's share is scaled."""
     by_id = {p["id"]: p for ranking in rankings for p in ranking}
-    return [{**by_id[point_id], "score": score} for point_id, score in fuse([[p["id"] for p in r] for r in rankings], len(by_id))]
+    if weights is None:
+        fused = fuse([[p["id"] for p in r] for r in rankings], len(by_id))
+    else:
+        scores: dict[str, float] = {}
+        for ranking, weight in zip(rankings, weights, strict=True):
+            for rank, passage in enumerate(ranking):
+                scores[passage["id"]] = scores.get(passage["id"], 0.0) + weight / (rank + RRF_K)
+        fused = sorted(scores.items(), key=lambda pair: pair[1], reverse=True)
+    return [{**by_id[point_id], "score": score} for point_id, score in fused]
 
 
 def build_search_tool(index: BookIndex) -> BaseTool:
@@ -79,8 +104,11 @@ def build_search_tool(index: BookIndex) -> BaseTool:
         module: str | None = None,
         selected_text: str | None = None,
         asked: str | None = None,
+        cited_before: list[str] | None = None,
     ) -> list[Passage]:
-        return search(index, query, k=k, page=page, module=module, selected_text=selected_text, asked=asked)
+        return search(
+            index, query, k=k, page=page, module=module, selected_text=selected_text, asked=asked, cited_before=cited_before
+        )
 
     return StructuredTool.from_function(
         search_book,

@@ -137,24 +137,43 @@ async def test_language_model_answers_for_the_reader_and_translates(tutor, langu
     assert "embedded systems" in json.dumps(rewrite_request["messages"])
     assert answer_request["stream"] is True
     prompt = "\n".join(m["content"] for m in answer_request["messages"])
-    assert "embedded systems" in prompt and "<passage n=\"1\"" in prompt
+    assert "embedded systems" in prompt and "n=\"1\" title=" in prompt and "<passage-" in prompt
 
-    # "Translate" by tagging every word; placeholders (code, URLs) must come back untouched.
-    def fake_urdu(body):
-        text = body["messages"][-1]["content"]
-        return " ".join(w if w.startswith("⟦") else f"ur:{w}" for w in text.split(" "))
-
+    # With a model, an Urdu answer is written in Urdu in the answer call itself and streams as written.
     language_model.reply("command to list ROS 2 topics")
-    language_model.reply("Run `ros2 topic list` to see the topics [1].")
-    language_model.respond_with(fake_urdu)
-    translated = await tutor.run_turn(TurnInput("Which command lists topics?", language="ur"), thread_id=result.thread_id)
+    language_model.reply("ur:Run `ros2 topic list` ur:to ur:see ur:the ur:topics [1].")
+    before = len(language_model.requests)
+    tokens: list[str] = []
+    urdu = await tutor.run_turn(
+        TurnInput("Which command lists topics?", language="ur"), thread_id=result.thread_id, on_token=tokens.append
+    )
 
-    assert translated.error is None
-    assert translated.language == "ur" and translated.direction == "rtl"
-    assert "`ros2 topic list`" in translated.answer and "ur:Run" in translated.answer
-    assert "Urdu" in json.dumps(language_model.requests[-1]["messages"])
-    stored = (await tutor.graph.aget_state({"configurable": {"thread_id": result.thread_id}})).values["messages"][-1]
-    assert stored.additional_kwargs["original"].startswith("Run `ros2 topic list`")
+    assert urdu.error is None
+    assert urdu.language == "ur" and urdu.direction == "rtl"
+    assert urdu.answer == "ur:Run `ros2 topic list` ur:to ur:see ur:the ur:topics [1]."
+    assert urdu.citations[0]["n"] == 1
+    assert len(tokens) > 3 and "".join(tokens) == urdu.answer  # token by token, not one block at the end
+    assert len(language_model.requests) - before == 2  # rewrite and answer: no translation call
+    answer_request = language_model.requests[-1]
+    assert answer_request["stream"] is True and "Write your whole reply in Urdu" in answer_request["messages"][0]["content"]
+
+
+async def test_urdu_answers_reach_the_first_token_as_fast_as_english(tutor, language_model):
+    """Time to first token with the same scripted model (every call takes 0.4 s): Urdu within 20 % of English."""
+    import time
+
+    language_model.respond_with(lambda body: (time.sleep(0.4), "Nodes publish on topics and others subscribe [1].")[1])
+
+    async def first_token(language: str | None) -> float:
+        started, seen = time.perf_counter(), []
+        await tutor.run_turn(TurnInput(TOPICS, language=language), on_token=lambda _: seen.append(time.perf_counter()))
+        return seen[0] - started
+
+    await first_token(None)  # warm up the index and the client
+    english, urdu = await first_token(None), await first_token("ur")
+
+    print(f"time to first token: en {english:.3f} s, ur {urdu:.3f} s")
+    assert urdu <= 1.2 * english, (english, urdu)
 
 
 async def test_tools_work_for_a_tool_calling_agent(tutor, language_model, book_index):

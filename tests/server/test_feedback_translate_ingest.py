@@ -161,11 +161,14 @@ async def test_translate_a_past_answer(client, language_model):
     assert answer["citations"][0]["n"] == 1
 
 
-async def test_translating_a_translated_answer_starts_from_its_english_original(client, language_model):
+async def test_an_answer_written_in_urdu_is_translated_on_from_what_was_written(client, language_model):
+    """With a model, an Urdu answer is written in Urdu (no English original is kept), so another language starts from it."""
     headers = fresh()
 
     def model(body: dict) -> str:
         system = body["messages"][0]["content"]
+        if "Write your whole reply in Urdu" in system:  # the answer is written in Urdu directly
+            return "ur:Run `ros2 topic list` ur:to ur:see ur:the ur:topics [1]."
         if "Translate the user's Markdown" not in system:
             return "Run `ros2 topic list` to see the topics [1]."
         tag = "ur" if "Urdu" in system else "fr"
@@ -184,7 +187,7 @@ async def test_translating_a_translated_answer_starts_from_its_english_original(
 
     assert response.status_code == 200, response.text
     assert response.json()["direction"] == "ltr"
-    assert "fr:Run" in response.json()["text"] and "ur:" not in response.json()["text"]
+    assert response.json()["text"].startswith("fr:ur:Run `ros2 topic list`")
 
 
 async def test_translate_a_past_answer_needs_the_readers_thread(client):

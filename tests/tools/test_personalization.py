@@ -135,10 +135,9 @@ async def test_model_rewrite_sends_history_and_reader_profile(rewrite_tool, lang
     system = next(m["content"] for m in messages if m["role"] == "system")
     human = messages[-1]["content"]
 
-    assert "embedded systems" in system
-    assert "beginner" in system
-    assert "Python scripting" in system
-    assert "build a robot arm" in system
+    # The reader's profile is material for the rewrite, sent with it, never in the system role.
+    for detail in ("embedded systems", "beginner", "Python scripting", "build a robot arm"):
+        assert detail in human and detail not in system
     assert "user: What is a ROS 2 topic?" in human
     assert "assistant: A topic is a named bus over which nodes exchange messages [1]." in human
     assert "And how is that different from a service?" in human

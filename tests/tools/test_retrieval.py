@@ -68,3 +68,14 @@ def test_bad_evaluation_files_are_refused_clearly(tmp_path):
         load_questions(bad)
     with pytest.raises(InvalidInputError, match="not found"):
         load_questions(tmp_path / "missing.jsonl")
+
+
+def test_a_follow_up_searches_the_pages_the_previous_answer_cited(book_index):
+    question = "What hardware does it need?"  # "it" is Isaac Sim, the page the previous answer cited
+    query = f"How do I install Isaac Sim with Docker? {question}"  # as the rewrite step joins a follow-up
+    plain = [p["path"] for p in search(book_index, query, asked=question, k=5)]
+    followed = [p["path"] for p in search(book_index, query, asked=question, k=5, cited_before=["03-isaac/01-isaac-sim.md"])]
+
+    assert plain[0] != "03-isaac/01-isaac-sim.md"
+    assert followed[0] == "03-isaac/01-isaac-sim.md"
+    assert "00-introduction/03-hardware-requirements.md" in followed  # the rest of the book is still there
