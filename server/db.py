@@ -134,3 +134,43 @@ async def checkpointer(url: str) -> AsyncIterator["AsyncPostgresSaver"]:  # noqa
         yield saver
     finally:
         await pool.close()
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether an exception means Postgres is unreachable (down, restarting, or the network is cut).
+
+    Such failures answer `503 database_unavailable` with Retry-After, not a 500: the request was fine
+    and is worth repeating in a moment.
+    """
+    import psycopg
+    import sqlalchemy.exc
+    from psycopg_pool import PoolTimeout
+
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (ConnectionError, PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError)):
+            return True
+        if isinstance(error, sqlalchemy.exc.DBAPIError) and (
+            error.connection_invalidated or isinstance(error, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError))
+        ):
+            return True
+        if type(error).__module__.startswith("asyncpg") and type(error).__name__ in OUTAGE_ASYNCPG_ERRORS:
+            return True
+        if isinstance(error, DatabaseError) and error.code == "database_unavailable":
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+# asyncpg's names for a connection that is gone or cannot be made (checked by name: asyncpg is optional here).
+OUTAGE_ASYNCPG_ERRORS = {
+    "ConnectionDoesNotExistError",
+    "ConnectionFailureError",
+    "CannotConnectNowError",
+    "AdminShutdownError",
+    "CrashShutdownError",
+    "InterfaceError",
+    "InternalClientError",
+    "TooManyConnectionsError",
+}

@@ -64,10 +64,11 @@ class TurnResult:
 class Tutor:
     """The compiled graph with its Postgres checkpointer, plus the app's thread records."""
 
-    def __init__(self, settings: Settings, graph: CompiledStateGraph, sessions) -> None:
+    def __init__(self, settings: Settings, graph: CompiledStateGraph, sessions, database_url: str = "") -> None:
         self.settings = settings
         self.graph = graph
         self.sessions = sessions
+        self.database_url = database_url
 
     async def ensure_thread(self, *, thread_id: str | None, title: str, reader_id: str | None = None) -> str:
         """The id of an existing thread, or of a new one when `thread_id` is None."""
@@ -107,8 +108,10 @@ class Tutor:
         # The route step decides whether the reply is translated; until it has, nothing is.
         translating = False
         try:
+            # Synchronous durability: each step's checkpoint is written before the next step runs, so the
+            # reader's question is stored before the first token and a crash can lose only the answer.
             async for mode, payload in self.graph.astream(
-                turn.graph_input(), traced, context=context, stream_mode=["updates", "messages"]
+                turn.graph_input(), traced, context=context, stream_mode=["updates", "messages"], durability="sync"
             ):
                 if mode == "messages":
                     chunk, metadata = payload
@@ -218,6 +221,6 @@ async def open_tutor(settings: Settings) -> AsyncIterator[Tutor]:
     engine = create_engine(url)
     try:
         async with checkpointer(url) as saver:
-            yield Tutor(settings, builder.compile(checkpointer=saver, name="booktutor"), session_factory(engine))
+            yield Tutor(settings, builder.compile(checkpointer=saver, name="booktutor"), session_factory(engine), url)
     finally:
         await engine.dispose()
