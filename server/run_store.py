@@ -202,6 +202,13 @@ class RunStore:
             await conn.execute("UPDATE runs SET cancel_requested = true WHERE id = %s AND status = 'running'", (run_id,))
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, CANCEL + run_id))
 
+    async def thread_busy(self, thread_id: str) -> bool:
+        """Whether the thread has a running run (a dead process's run is marked interrupted first)."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await self._interrupt_expired(conn, "thread_id = %s", (thread_id,))
+            cur = await conn.execute("SELECT 1 FROM runs WHERE thread_id = %s AND status = 'running'", (thread_id,))
+            return await cur.fetchone() is not None
+
     async def _interrupt_expired(self, conn: psycopg.AsyncConnection, where: str, params: tuple) -> None:
         cur = await conn.execute(
             "UPDATE runs SET status = 'interrupted', finished_at = now()"

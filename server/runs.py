@@ -134,6 +134,14 @@ class RunManager:
         run.task = asyncio.create_task(self._execute(run, turn, is_new=is_new, profile=profile), name=f"run-{run.id}")
         return run.id
 
+    async def check_thread_free(self, thread_id: str) -> None:
+        if await self.store.thread_busy(thread_id):
+            raise ApiError(
+                "thread_busy",
+                "This thread is still answering the previous message. Wait for it to finish or cancel it.",
+                headers={"Retry-After": "1"},
+            )
+
     async def _forget_thread(self, thread_id: str) -> None:
         try:
             await self.tutor.delete_thread(thread_id)
