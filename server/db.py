@@ -121,6 +121,10 @@ async def checkpointer(url: str) -> AsyncIterator["AsyncPostgresSaver"]:  # noqa
         min_size=1,
         max_size=10,
         open=False,
+        # After a Postgres restart, a pooled connection is checked before use instead of failing a turn;
+        # while Postgres is down, a turn waiting for a connection fails in seconds, not after 30.
+        check=AsyncConnectionPool.check_connection,
+        timeout=5,
         # The checkpointer's own requirements: autocommit, no server-side prepared statements.
         kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
     )

@@ -73,7 +73,13 @@ class RunStore:
         self.retention_seconds = retention_seconds
         # A short pool timeout: with Postgres down, callers learn it in seconds, not after 30.
         self.pool = AsyncConnectionPool(
-            self.url, min_size=1, max_size=8, open=False, timeout=3, kwargs={"autocommit": True, "connect_timeout": 3, "row_factory": dict_row}
+            self.url,
+            min_size=1,
+            max_size=8,
+            open=False,
+            timeout=3,
+            check=AsyncConnectionPool.check_connection,
+            kwargs={"autocommit": True, "connect_timeout": 3, "row_factory": dict_row}
         )
         self._watchers: dict[str, set[asyncio.Event]] = {}
         self._listener: asyncio.Task | None = None
