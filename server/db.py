@@ -109,6 +109,20 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def retry_reconnects_steadily() -> None:
+    """Make psycopg's pools try a lost Postgres every quarter second instead of backing off.
+
+    psycopg_pool retries a failed connection after 1 s, 2 s, 4 s …, so after a 30-second outage a pool
+    may wait as long again before it notices Postgres is back, answering 503 all along. A steady short
+    delay brings the service back as soon as Postgres is; a refused connection costs next to nothing.
+    The pool has no setting for this, only these class constants.
+    """
+    from psycopg_pool.base import AttemptWithBackoff
+
+    AttemptWithBackoff.INITIAL_DELAY = 0.25
+    AttemptWithBackoff.DELAY_BACKOFF = 1.0
+
+
 @contextlib.asynccontextmanager
 async def checkpointer(url: str) -> AsyncIterator["AsyncPostgresSaver"]:  # noqa: F821
     """langgraph-checkpoint-postgres on a small connection pool, its tables set up."""
@@ -116,6 +130,7 @@ async def checkpointer(url: str) -> AsyncIterator["AsyncPostgresSaver"]:  # noqa
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
 
+    retry_reconnects_steadily()
     pool = AsyncConnectionPool(
         libpq_url(url),
         min_size=1,

@@ -23,7 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from booktutor.server.db import libpq_url
+from booktutor.server.db import libpq_url, retry_reconnects_steadily
 
 log = logging.getLogger("booktutor.runs")
 
@@ -72,6 +72,7 @@ class RunStore:
         self.lease_seconds = lease_seconds
         self.retention_seconds = retention_seconds
         # A short pool timeout: with Postgres down, callers learn it in seconds, not after 30.
+        retry_reconnects_steadily()
         self.pool = AsyncConnectionPool(
             self.url,
             min_size=1,

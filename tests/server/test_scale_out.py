@@ -360,3 +360,115 @@ async def test_a_process_killed_mid_turn_loses_no_question_and_its_runs_read_int
 def test_report_figures():
     """Print what the tests above measured (visible with -s; also in the CI log)."""
     print("\nscale-out figures:", json.dumps(FIGURES, indent=1))
+
+
+# -- Postgres goes away under concurrent chats ----------------------------------------------------------
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL cluster of this test's own, run as an unprivileged user when the tests run as root."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="booktutor-outage-"))
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "nobody")
+            self._as_user = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        self._run(PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+
+    def _run(self, *command) -> None:
+        subprocess.run([*self._as_user, *map(str, command)], check=True, capture_output=True, timeout=60, cwd=self.dir)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(PG_BIN / "pg_ctl", "-D", self.data, "-o", options, "-l", self.dir / "log", "-w", "start")
+
+    def stop(self) -> None:
+        # Immediate: connections are cut as by a crash or a network failure, not wound down politely.
+        self._run(PG_BIN / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+
+    def remove(self) -> None:
+        subprocess.run([*self._as_user, str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
+                       capture_output=True, cwd=self.dir)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def throwaway_postgres():
+    cluster = ThrowawayPostgres()
+    cluster.start()
+    yield cluster
+    cluster.remove()
+
+
+CONCURRENT_CHATS = 8
+
+
+async def test_a_postgres_outage_answers_503_and_clear_errors_and_recovers_at_once(spawn, throwaway_postgres):
+    server = spawn("outage", database=throwaway_postgres.url).wait_ready()
+    headers = auth("outage-reader")
+    async with httpx.AsyncClient(timeout=30) as http:
+        # Threads with a turn behind them, then a long answer in flight on each.
+        threads = []
+        for n in range(CONCURRENT_CHATS):
+            status, events = await collect(http, "POST", f"{server.url}/v1/chat", json={"message": f"Q{n}"}, headers=headers)
+            assert status == 200 and events[-1]["event"] == "done"
+            threads.append(events[0]["data"]["thread_id"])
+        in_flight = [
+            Started(http, server.url, {"message": f"More {n} (long)", "thread_id": t}, headers, tokens=1)
+            for n, t in enumerate(threads)
+        ]
+        await asyncio.gather(*(chat.ready() for chat in in_flight))
+
+        throwaway_postgres.stop()
+        during = [
+            await http.post(f"{server.url}/v1/chat", json={"message": TOPICS}, headers=headers),
+            await http.post(f"{server.url}/v1/chat", json={"message": "again", "thread_id": threads[0]}, headers=headers),
+            await http.get(f"{server.url}/v1/threads", headers=headers),
+            await http.get(f"{server.url}/v1/runs/{in_flight[0].run_id}", headers=headers),
+        ]
+        await asyncio.wait_for(asyncio.gather(*(chat.task for chat in in_flight)), 30)
+
+        throwaway_postgres.start()
+        back_at = time.monotonic()
+        while True:
+            status, events = await collect(http, "POST", f"{server.url}/v1/chat", json={"message": "Back?"}, headers=headers)
+            if status == 200 and events[-1]["event"] == "done":
+                break
+            print("recovery attempt", round(time.monotonic() - back_at, 2), status, events[-1])
+            assert status == 503 and time.monotonic() - back_at < 10, (status, events)
+            await asyncio.sleep(0.1)
+        recovered_after = time.monotonic() - back_at
+
+        # Every thread is intact and usable: its earlier turn, the interrupted question, a new answer.
+        for n, thread_id in enumerate(threads):
+            status, events = await collect(
+                http, "POST", f"{server.url}/v1/chat", json={"message": "Asking again.", "thread_id": thread_id}, headers=headers
+            )
+            assert status == 200 and events[-1]["event"] == "done", events
+            history = await messages(http, server.url, thread_id, headers)
+            assert history[:2] == [("user", f"Q{n}"), ("assistant", SHORT)]
+            assert history[-2:] == [("user", "Asking again."), ("assistant", SHORT)]
+            assert len(history) - len(set(history)) <= 1  # the two identical scripted answers, nothing else twice
+
+    for response in during:
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "database_unavailable"
+        assert response.headers["Retry-After"] == "2"
+        # A handled error keeps the connection open for the next request.
+        assert response.headers.get("connection", "keep-alive").lower() != "close"
+    endings = [chat.events[-1] for chat in in_flight]
+    # A stream ends with its answer (finished before the outage) or with the error that names the outage.
+    assert {e["data"].get("code", e["event"]) for e in endings} <= {"done", "database_unavailable"}, endings
+    assert any(e["event"] == "error" for e in endings)
+    assert recovered_after < 2
+    FIGURES["Postgres outage: chats in flight / requests during / 503s / clear error events / recovered after (s)"] = (
+        CONCURRENT_CHATS,
+        len(during),
+        sum(r.status_code == 503 for r in during),
+        sum(e["data"].get("code") == "database_unavailable" for e in endings),
+        round(recovered_after, 2),
+    )
