@@ -152,6 +152,11 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(
                 envelope("malformed_json", "The request body is not valid JSON."), status_code=status_for("malformed_json")
             )
+        nul = next((e for e in errors if e.get("type") == "nul_character"), None)
+        if nul is not None:
+            # Text Postgres cannot store (see server/bodies.py): a request the caller can fix, not a 422 shape error.
+            _count(request, "nul_character")
+            return JSONResponse(envelope("nul_character", f"{nul.get('msg')}."), status_code=status_for("nul_character"))
         message = "; ".join(_describe(e) for e in errors[:5])
         _count(request, "invalid_request")
         return JSONResponse(envelope("invalid_request", message), status_code=status_for("invalid_request"))
