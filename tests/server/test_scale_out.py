@@ -48,6 +48,13 @@ def scripted_model(body: dict) -> str:
     return LONG if "(long)" in last else SHORT
 
 
+@pytest.fixture(scope="module", autouse=True)
+def report_figures():
+    """Print what the tests measured once they are done (visible with -s)."""
+    yield
+    print("\nscale-out figures:", json.dumps(FIGURES, indent=1))
+
+
 @pytest.fixture(scope="module")
 def model():
     server = ScriptedOpenAI().start()
@@ -357,11 +364,6 @@ async def test_a_process_killed_mid_turn_loses_no_question_and_its_runs_read_int
     assert (lost, duplicated, vanished) == (0, 0, 0)
 
 
-def test_report_figures():
-    """Print what the tests above measured (visible with -s; also in the CI log)."""
-    print("\nscale-out figures:", json.dumps(FIGURES, indent=1))
-
-
 # -- Postgres goes away under concurrent chats ----------------------------------------------------------
 
 
@@ -438,7 +440,6 @@ async def test_a_postgres_outage_answers_503_and_clear_errors_and_recovers_at_on
             status, events = await collect(http, "POST", f"{server.url}/v1/chat", json={"message": "Back?"}, headers=headers)
             if status == 200 and events[-1]["event"] == "done":
                 break
-            print("recovery attempt", round(time.monotonic() - back_at, 2), status, events[-1])
             assert status == 503 and time.monotonic() - back_at < 10, (status, events)
             await asyncio.sleep(0.1)
         recovered_after = time.monotonic() - back_at
