@@ -31,6 +31,7 @@ TOPICS = "How do ROS 2 nodes exchange messages through topics?"
 LONG = " ".join(f"word{n}" for n in range(120)) + " [1]."
 SHORT = "Nodes publish and subscribe on topics [1]."
 LEASE_SECONDS = 1.5
+REQUEST_TIMEOUT_SECONDS = 2
 # Seconds a "(stall)" question waits before the model says anything: longer than any test waits.
 STALL_SECONDS = 20
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -91,6 +92,7 @@ class Server:
             BOOKTUTOR_RUN_LEASE_SECONDS=str(LEASE_SECONDS),
             BOOKTUTOR_HEARTBEAT_SECONDS="1",
             BOOKTUTOR_LOG_LEVEL="WARNING",
+            BOOKTUTOR_REQUEST_TIMEOUT_SECONDS=str(REQUEST_TIMEOUT_SECONDS),
         )
         self.log = open(root / f"{name}.log", "ab")
         self.process = subprocess.Popen(
@@ -311,6 +313,48 @@ async def test_events_reach_a_follower_on_the_other_process_promptly(pair):
         round(max(delays), 1),
     )
     assert statistics.median(delays) < 100
+
+
+# -- connections that never finish their request ------------------------------------------------------
+
+
+def test_a_request_that_does_not_arrive_in_time_is_cut_off_and_others_are_served(pair):
+    a, _ = pair
+    silent = socket.create_connection(("127.0.0.1", a.port))
+    trickling = socket.create_connection(("127.0.0.1", a.port))
+    half_body = socket.create_connection(("127.0.0.1", a.port))
+    started = time.monotonic()
+    trickling.sendall(b"GET /healthz HTTP/1.1\r\nHost: booktutor\r\n")
+    half_body.sendall(b"PUT /v1/profile HTTP/1.1\r\nHost: booktutor\r\nContent-Length: 100\r\n\r\n{\"goals\"")
+    for _ in range(3):
+        time.sleep(0.5)
+        trickling.sendall(b"X")  # a byte now and then does not buy more time
+
+    closed_after = []
+    for sock in (silent, trickling, half_body):
+        sock.settimeout(REQUEST_TIMEOUT_SECONDS + 5)
+        assert sock.recv(1024) == b"", "the server closes the connection without answering"
+        closed_after.append(time.monotonic() - started)
+        sock.close()
+    # Meanwhile, and afterwards, whole requests are answered.
+    assert httpx.get(a.url + "/healthz", timeout=5).status_code == 200
+    assert all(REQUEST_TIMEOUT_SECONDS - 0.5 < t < REQUEST_TIMEOUT_SECONDS + 2 for t in closed_after), closed_after
+    FIGURES["incomplete requests cut off after (s)"] = [round(t, 2) for t in closed_after]
+
+
+def test_several_workers_without_a_qdrant_server_are_refused_with_the_fix(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in MODEL_VARIABLES}
+    result = subprocess.run(
+        [*BOOKTUTOR, "serve", "--workers", "2", "--port", str(free_port())],
+        cwd=REPO,
+        env={**env, "BOOKTUTOR_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert "error (workers_need_qdrant_server)" in result.stderr and "QDRANT_URL" in result.stderr
 
 
 # -- a process killed mid-turn ------------------------------------------------------------------------
