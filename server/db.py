@@ -85,6 +85,22 @@ def _server_lacks_database(url: str, name: str) -> bool:
     return found is None
 
 
+# Processes starting together (serve --workers, several machines) change the schema one at a time.
+SCHEMA_LOCK = 0x626F6F6B  # "book"
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str):
+    import psycopg
+
+    with psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=10) as connection:
+        connection.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+        try:
+            yield
+        finally:
+            connection.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
+
+
 def run_migrations(url: str) -> None:
     """Bring the app's tables to the newest Alembic revision (idempotent)."""
     from alembic import command
@@ -94,7 +110,8 @@ def run_migrations(url: str) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", sqlalchemy_url(url, driver="psycopg").replace("%", "%%"))
     try:
-        command.upgrade(config, "head")
+        with _schema_lock(url):
+            command.upgrade(config, "head")
     except Exception as exc:
         if isinstance(exc, BooktutorError):
             raise
@@ -149,7 +166,13 @@ async def checkpointer(url: str) -> AsyncIterator["AsyncPostgresSaver"]:  # noqa
         raise DatabaseError(f"Could not connect to PostgreSQL: {exc}") from exc
     try:
         saver = AsyncPostgresSaver(pool)
-        await saver.setup()
+        # Its setup creates tables without IF NOT EXISTS guards on types: one process at a time.
+        async with pool.connection() as lock:
+            await lock.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+            try:
+                await saver.setup()
+            finally:
+                await lock.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
         yield saver
     finally:
         await pool.close()

@@ -125,6 +125,13 @@ class RunManager:
                     # Nothing half-written: a new thread whose run could not be recorded goes away.
                     await asyncio.shield(self._forget_thread(thread_id))
                 raise
+            try:
+                # The question is stored before the reader hears of the run (the `metadata` event), so
+                # from then on a crash can lose the answer but never the question.
+                await self.tutor.save_question(turn, thread_id=thread_id)
+            except BaseException:
+                await asyncio.shield(self._abandon(run_id, thread_id, is_new=is_new))
+                raise
         except BaseException:
             self.slots.release()
             raise
@@ -141,6 +148,15 @@ class RunManager:
                 "This thread is still answering the previous message. Wait for it to finish or cancel it.",
                 headers={"Retry-After": "1"},
             )
+
+    async def _abandon(self, run_id: str, thread_id: str, *, is_new: bool) -> None:
+        """Undo a run that could not save its question: free the thread, drop a thread made for it."""
+        try:
+            await self.store.append(run_id, [], status="error")
+        except Exception:
+            log.warning("run %s could not be closed; its lease will lapse", run_id)
+        if is_new:
+            await self._forget_thread(thread_id)
 
     async def _forget_thread(self, thread_id: str) -> None:
         try:
@@ -197,6 +213,7 @@ class RunManager:
                 is_new=is_new,
                 profile=profile,
                 metadata={"run_id": run.id, "reader_id": run.reader_id},
+                question_saved=True,
             ):
                 if kind == "token":
                     if first_token_at is None:

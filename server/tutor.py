@@ -90,6 +90,18 @@ class Tutor:
         thread_id = await self.ensure_thread(thread_id=thread_id, title=turn.title, reader_id=reader_id)
         return thread_id, is_new
 
+    async def save_question(self, turn: TurnInput, *, thread_id: str) -> None:
+        """Checkpoint the turn's input (the reader's question) as the graph would, and wait until it is stored.
+
+        A graph run saves its input checkpoint in the background while its first step runs, so a crash
+        at the wrong moment lost the question. Saved first, the question survives any crash after this
+        returns; `stream_turn(..., question_saved=True)` then runs the graph from this checkpoint.
+        """
+        config = {"configurable": {"thread_id": thread_id}}
+        # The graph takes the input and stops before its first step; leaving the run waits for the save.
+        async for _ in self.graph.astream(turn.graph_input(), config, interrupt_before=["route"], stream_mode="updates"):
+            pass
+
     async def stream_turn(
         self,
         turn: TurnInput,
@@ -98,6 +110,7 @@ class Tutor:
         is_new: bool = False,
         profile: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
+        question_saved: bool = False,
     ) -> AsyncIterator[tuple[str, Any]]:
         """Run a turn begun with `begin_turn`, yielding ("step" | "sources" | "token", data) as it goes
         and ("done", TurnResult) at the end."""
@@ -108,10 +121,12 @@ class Tutor:
         # The route step decides whether the reply is translated; until it has, nothing is.
         translating = False
         try:
-            # Synchronous durability: each step's checkpoint is written before the next step runs, so the
-            # reader's question is stored before the first token and a crash can lose only the answer.
+            # A turn whose question was saved already (`save_question`) resumes where that stopped.
             async for mode, payload in self.graph.astream(
-                turn.graph_input(), traced, context=context, stream_mode=["updates", "messages"], durability="sync"
+                None if question_saved else turn.graph_input(),
+                traced,
+                context=context,
+                stream_mode=["updates", "messages"],
             ):
                 if mode == "messages":
                     chunk, metadata = payload
