@@ -368,8 +368,7 @@ def serve(
     # Each worker builds its own app from the same environment; they share the socket, Postgres
     # (runs, threads, checkpoints), the Qdrant server and, when set, Redis for quotas.
     config = uvicorn.Config("booktutor.server.app:create_app", factory=True, workers=workers, **options)
-    server = uvicorn.Server(config)
-    Multiprocess(config, target=server.run, sockets=[listener]).run()
+    Multiprocess(config, sockets=[listener]).run()
 
 
 def _listen(host: str, port: int) -> socket.socket:
