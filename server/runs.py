@@ -37,7 +37,7 @@ DATABASE_UNAVAILABLE = {"code": "database_unavailable", "message": "The database
 class Event:
     """One stream event; `id` is `<run id>:<sequence>` so a resume can be checked against its run."""
 
-    id: str
+    id: str | None
     event: str
     data: dict[str, Any]
 
@@ -320,8 +320,9 @@ class RunManager:
     async def follow(self, run_id: str, *, reader_id: str, after: int = -1) -> AsyncIterator[Event]:
         """Events with a sequence number above `after`, then every new one until the run ends.
 
-        With the database unreachable the stream ends with a `database_unavailable` error event whose
-        id is the last one delivered, so the client can resume from there once it is back.
+        With the database unreachable the stream ends with a `database_unavailable` error event. It
+        carries the id of the last event delivered (none if nothing was), so a client resuming with
+        Last-Event-ID once the database is back gets exactly what it missed.
         """
         position = after
         while True:
@@ -331,7 +332,8 @@ class RunManager:
                 except Exception as exc:
                     if not is_outage(exc):
                         raise
-                    yield Event(id=f"{run_id}:{max(position, 0)}", event="error", data=dict(DATABASE_UNAVAILABLE))
+                    last_seen = f"{run_id}:{position}" if position >= 0 else None
+                    yield Event(id=last_seen, event="error", data=dict(DATABASE_UNAVAILABLE))
                     return
                 for item in events:
                     position = item.seq
