@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_000_000, ge=1024, validation_alias="BOOKTUTOR_MAX_BODY_BYTES")
     max_concurrent_runs: int = Field(default=16, ge=1, validation_alias="BOOKTUTOR_MAX_CONCURRENT_RUNS")
     run_retention_seconds: float = Field(default=600, ge=1, validation_alias="BOOKTUTOR_RUN_RETENTION_SECONDS")
+    # A run whose process has not renewed its lease for this long is marked interrupted.
+    run_lease_seconds: float = Field(default=15, ge=0.5, validation_alias="BOOKTUTOR_RUN_LEASE_SECONDS")
+    redis_url: Optional[str] = Field(default=None, validation_alias="BOOKTUTOR_REDIS_URL")
+    # How long a client may take to send one whole request (headers and body) before it is cut off.
+    request_timeout_seconds: float = Field(default=60, gt=0, validation_alias="BOOKTUTOR_REQUEST_TIMEOUT_SECONDS")
     heartbeat_seconds: float = Field(default=15, gt=0, validation_alias="BOOKTUTOR_HEARTBEAT_SECONDS")
     chapter_concurrency: int = Field(default=4, ge=1, le=64, validation_alias="BOOKTUTOR_CHAPTER_CONCURRENCY")
     max_chapter_chars: int = Field(default=200_000, ge=1, validation_alias="BOOKTUTOR_MAX_CHAPTER_CHARS")

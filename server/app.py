@@ -16,6 +16,7 @@ from booktutor.server.errors import install_error_handlers
 from booktutor.server.limits import BodySizeLimit, RateLimiter
 from booktutor.server.observability import Metrics, RequestContext
 from booktutor.server.routes import chapters, chat, feedback, health, ingest, profile, threads, translate, widget
+from booktutor.server.run_store import RunStore
 from booktutor.server.runs import RunManager
 from booktutor.server.settings import Settings, get_settings
 from booktutor.server.tutor import open_tutor
@@ -35,16 +36,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # first question.
             await asyncio.to_thread(app.state.index.warm)
             app.state.tutor = tutor
-            app.state.runs = RunManager(
-                tutor,
-                max_concurrent=settings.max_concurrent_runs,
+            store = RunStore(
+                tutor.database_url,
+                owner=RunManager.owner_name(),
+                lease_seconds=settings.run_lease_seconds,
                 retention_seconds=settings.run_retention_seconds,
-                metrics=metrics,
             )
+            await store.open()
+            app.state.runs = RunManager(tutor, store, max_concurrent=settings.max_concurrent_runs, metrics=metrics)
             try:
                 yield
             finally:
                 await app.state.runs.shutdown()
+                await store.close()
 
     # Swagger UI and ReDoc load their scripts and styles from the installed package, not from a CDN, so
     # /docs and /redoc work on a machine without internet access.

@@ -324,6 +324,9 @@ def evaluate(
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every interface)."),
     port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(
+        1, min=1, help="Server processes sharing the port. More than one needs a Qdrant server (QDRANT_URL)."
+    ),
 ) -> None:
     """Run the HTTP API (widget API, SSE streams, /docs) on the configured or embedded defaults."""
     from pydantic import ValidationError
@@ -333,6 +336,17 @@ def serve(
     except ValidationError as error:
         err.print(f"[bold red]error[/] (bad_settings): {error.errors()[0]['msg']}", highlight=False)
         raise typer.Exit(1)
+    if workers > 1 and not settings.qdrant_url:
+        # Qdrant's local mode locks its folder to one process; a second worker could not open the index.
+        _fail(
+            BooktutorError(
+                f"--workers {workers} needs a Qdrant server: the local index in {settings.qdrant_path} can be "
+                "opened by one process only. Run Qdrant (e.g. `docker run -p 6333:6333 qdrant/qdrant`), ingest "
+                "into it with QDRANT_URL=http://localhost:6333 set, and serve with that QDRANT_URL; or serve "
+                "with one worker. See docs/scale-out.md.",
+                code="workers_need_qdrant_server",
+            )
+        )
     # The port is taken before the database starts, and handed to uvicorn, so a busy port is reported
     # at once and no other process can take it in between.
     try:
@@ -344,6 +358,7 @@ def serve(
 
     from booktutor.server.app import create_app
     from booktutor.server.db import database_url, run_migrations
+    from booktutor.server.http_timeouts import PROTOCOL
     from booktutor.server.observability import configure_logging
 
     configure_logging(settings.log_level or "INFO")
@@ -353,13 +368,33 @@ def serve(
         _open_index(settings)
     except BooktutorError as error:
         _fail(error)
-    err.print(f"booktutor serving on http://{host}:{port} (API docs at /docs)", highlight=False)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning", timeout_graceful_shutdown=15)
+    err.print(
+        f"booktutor serving on http://{host}:{port} (API docs at /docs)"
+        + (f" with {workers} worker processes" if workers > 1 else ""),
+        highlight=False,
     )
-    server.run(sockets=[listener])
-    if not server.started:
-        raise typer.Exit(1)
+    options = dict(
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=15,
+        # Idle keep-alive connections close after 5 s; a request must arrive whole within
+        # BOOKTUTOR_REQUEST_TIMEOUT_SECONDS (see server/http_timeouts.py).
+        timeout_keep_alive=5,
+        http=PROTOCOL,
+    )
+    if workers == 1:
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), **options))
+        server.run(sockets=[listener])
+        if not server.started:
+            raise typer.Exit(1)
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    # Each worker builds its own app from the same environment; they share the socket, Postgres
+    # (runs, threads, checkpoints), the Qdrant server and, when set, Redis for quotas.
+    config = uvicorn.Config("booktutor.server.app:create_app", factory=True, workers=workers, **options)
+    Multiprocess(config, sockets=[listener]).run()
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -85,6 +85,22 @@ def _server_lacks_database(url: str, name: str) -> bool:
     return found is None
 
 
+# Processes starting together (serve --workers, several machines) change the schema one at a time.
+SCHEMA_LOCK = 0x626F6F6B  # "book"
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str):
+    import psycopg
+
+    with psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=10) as connection:
+        connection.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+        try:
+            yield
+        finally:
+            connection.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
+
+
 def run_migrations(url: str) -> None:
     """Bring the app's tables to the newest Alembic revision (idempotent)."""
     from alembic import command
@@ -94,7 +110,8 @@ def run_migrations(url: str) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", sqlalchemy_url(url, driver="psycopg").replace("%", "%%"))
     try:
-        command.upgrade(config, "head")
+        with _schema_lock(url):
+            command.upgrade(config, "head")
     except Exception as exc:
         if isinstance(exc, BooktutorError):
             raise
@@ -109,6 +126,20 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def retry_reconnects_steadily() -> None:
+    """Make psycopg's pools try a lost Postgres every quarter second instead of backing off.
+
+    psycopg_pool retries a failed connection after 1 s, 2 s, 4 s …, so after a 30-second outage a pool
+    may wait as long again before it notices Postgres is back, answering 503 all along. A steady short
+    delay brings the service back as soon as Postgres is; a refused connection costs next to nothing.
+    The pool has no setting for this, only these class constants.
+    """
+    from psycopg_pool.base import AttemptWithBackoff
+
+    AttemptWithBackoff.INITIAL_DELAY = 0.25
+    AttemptWithBackoff.DELAY_BACKOFF = 1.0
+
+
 @contextlib.asynccontextmanager
 async def checkpointer(url: str) -> AsyncIterator["AsyncPostgresSaver"]:  # noqa: F821
     """langgraph-checkpoint-postgres on a small connection pool, its tables set up."""
@@ -116,11 +147,16 @@ async def checkpointer(url: str) -> AsyncIterator["AsyncPostgresSaver"]:  # noqa
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
 
+    retry_reconnects_steadily()
     pool = AsyncConnectionPool(
         libpq_url(url),
         min_size=1,
         max_size=10,
         open=False,
+        # After a Postgres restart, a pooled connection is checked before use instead of failing a turn;
+        # while Postgres is down, a turn waiting for a connection fails in seconds, not after 30.
+        check=AsyncConnectionPool.check_connection,
+        timeout=5,
         # The checkpointer's own requirements: autocommit, no server-side prepared statements.
         kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
     )
@@ -130,7 +166,53 @@ async def checkpointer(url: str) -> AsyncIterator["AsyncPostgresSaver"]:  # noqa
         raise DatabaseError(f"Could not connect to PostgreSQL: {exc}") from exc
     try:
         saver = AsyncPostgresSaver(pool)
-        await saver.setup()
+        # Its setup creates tables without IF NOT EXISTS guards on types: one process at a time.
+        async with pool.connection() as lock:
+            await lock.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+            try:
+                await saver.setup()
+            finally:
+                await lock.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
         yield saver
     finally:
         await pool.close()
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether an exception means Postgres is unreachable (down, restarting, or the network is cut).
+
+    Such failures answer `503 database_unavailable` with Retry-After, not a 500: the request was fine
+    and is worth repeating in a moment.
+    """
+    import psycopg
+    import sqlalchemy.exc
+    from psycopg_pool import PoolTimeout
+
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (ConnectionError, PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError)):
+            return True
+        if isinstance(error, sqlalchemy.exc.DBAPIError) and (
+            error.connection_invalidated or isinstance(error, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError))
+        ):
+            return True
+        if type(error).__module__.startswith("asyncpg") and type(error).__name__ in OUTAGE_ASYNCPG_ERRORS:
+            return True
+        if isinstance(error, DatabaseError) and error.code == "database_unavailable":
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+# asyncpg's names for a connection that is gone or cannot be made (checked by name: asyncpg is optional here).
+OUTAGE_ASYNCPG_ERRORS = {
+    "ConnectionDoesNotExistError",
+    "ConnectionFailureError",
+    "CannotConnectNowError",
+    "AdminShutdownError",
+    "CrashShutdownError",
+    "InterfaceError",
+    "InternalClientError",
+    "TooManyConnectionsError",
+}

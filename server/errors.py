@@ -73,6 +73,26 @@ STATUS_BY_CODE = {
 }
 
 
+# Seconds a client is asked to wait before retrying while the database is unreachable.
+DATABASE_RETRY_AFTER = 2
+
+
+def _database_error_classes() -> list[type[BaseException]]:
+    """The exception classes a lost or refused database connection arrives as, from each driver."""
+    import psycopg
+    import sqlalchemy.exc
+    from psycopg_pool import PoolTimeout
+
+    classes: list[type[BaseException]] = [sqlalchemy.exc.DBAPIError, psycopg.Error, PoolTimeout, ConnectionError]
+    try:
+        import asyncpg
+
+        classes += [asyncpg.PostgresError, asyncpg.InterfaceError]
+    except ImportError:
+        pass
+    return classes
+
+
 def status_for(code: str) -> int:
     """The HTTP status of an error code."""
     return STATUS_BY_CODE.get(code, 400)
@@ -108,6 +128,8 @@ def error_response(error: BooktutorError) -> JSONResponse:
     headers = dict(getattr(error, "headers", {}) or {})
     if getattr(error, "retry_after", None):
         headers["Retry-After"] = str(error.retry_after)
+    elif error.code == "database_unavailable":
+        headers["Retry-After"] = str(DATABASE_RETRY_AFTER)
     return JSONResponse(envelope(error.code, error.message), status_code=status_for(error.code), headers=headers)
 
 
@@ -130,6 +152,11 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(
                 envelope("malformed_json", "The request body is not valid JSON."), status_code=status_for("malformed_json")
             )
+        nul = next((e for e in errors if e.get("type") == "nul_character"), None)
+        if nul is not None:
+            # Text Postgres cannot store (see server/bodies.py): a request the caller can fix, not a 422 shape error.
+            _count(request, "nul_character")
+            return JSONResponse(envelope("nul_character", f"{nul.get('msg')}."), status_code=status_for("nul_character"))
         message = "; ".join(_describe(e) for e in errors[:5])
         _count(request, "invalid_request")
         return JSONResponse(envelope("invalid_request", message), status_code=status_for("invalid_request"))
@@ -143,6 +170,27 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             envelope(code, str(error.detail)), status_code=error.status_code, headers=getattr(error, "headers", None)
         )
+
+    async def database_failure(request: Request, error: Exception) -> JSONResponse:
+        # Registered for the driver's own exception classes (not `Exception`), so the response goes out
+        # through the normal path and the keep-alive connection survives.
+        from booktutor.server.db import is_outage
+
+        if is_outage(error):
+            _count(request, "database_unavailable")
+            return JSONResponse(
+                envelope("database_unavailable", "The database is unreachable; try again shortly."),
+                status_code=status_for("database_unavailable"),
+                headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+            )
+        log.exception("database error on %s %s", request.method, request.url.path)
+        _count(request, "internal_error")
+        return JSONResponse(
+            envelope("internal_error", "Something went wrong on our side."), status_code=status_for("internal_error")
+        )
+
+    for kind in _database_error_classes():
+        app.add_exception_handler(kind, database_failure)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import threading
@@ -10,11 +11,14 @@ import time
 from typing import Any, Awaitable, Callable, MutableMapping
 
 import limits
-from limits.storage import MemoryStorage
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from booktutor.server.auth import Reader
 from booktutor.server.errors import HttpError
+
+log = logging.getLogger("booktutor.server")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -163,16 +167,27 @@ class RateLimiter:
 
     What costs (turns, translations; see `costs`) is counted against `anonymous_rate_limit` for
     anonymous readers and `rate_limit` for signed-in ones. Every request, costly or not, also counts
-    against the much larger `request_rate_limit`, which only a runaway client reaches. Counts live in
-    this process's memory: each worker process limits on its own and counts reset on restart, so with
-    N workers a reader may make up to N times the configured rate.
+    against the much larger `request_rate_limit`, which only a runaway client reaches.
+
+    Where the counts live: with `BOOKTUTOR_REDIS_URL` set, in Redis, so every process and machine
+    counts against the same window (the moving window runs as one Redis script, so concurrent hits
+    cannot both slip in). Without it, in this process's memory: one process needs nothing more, but
+    with N processes a reader may make up to N times the configured rate. Postgres is not used for
+    this: a hit on every request would add a write to the database the turns already wait on.
+    If Redis cannot be reached, requests are let through (logged) rather than refused: a quota
+    protects the model bill, it must not take the tutor down with it.
     """
 
     def __init__(self, settings: Any) -> None:
         self._signed_in = limits.parse(settings.rate_limit)
         self._anonymous = limits.parse(settings.anonymous_rate_limit)
         self._requests = limits.parse(settings.request_rate_limit)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        storage = (
+            storage_from_string(settings.redis_url, wrap_exceptions=True)
+            if getattr(settings, "redis_url", None)
+            else MemoryStorage()
+        )
+        self._limiter = MovingWindowRateLimiter(storage)
 
     def check_request(self, reader: Reader, method: str, path: str) -> None:
         """Count one HTTP request for `reader`, or raise `RateLimited`."""
@@ -185,9 +200,13 @@ class RateLimiter:
         self._hit(self._anonymous if reader.anonymous else self._signed_in, "reader", reader)
 
     def _hit(self, item: limits.RateLimitItem, kind: str, reader: Reader) -> None:
-        if self._limiter.hit(item, kind, reader.id):
+        try:
+            if self._limiter.hit(item, kind, reader.id):
+                return
+            stats = self._limiter.get_window_stats(item, kind, reader.id)
+        except StorageError as exc:
+            log.warning("rate limits not checked, their storage is unreachable: %s", exc)
             return
-        stats = self._limiter.get_window_stats(item, kind, reader.id)
         raise RateLimited(math.ceil(stats.reset_time - time.time()))
 
 

@@ -19,8 +19,9 @@ STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-def sse_event(*, id: str, event: str, data: dict[str, Any]) -> ServerSentEvent:
-    """One named event with its id; non-ASCII text (Urdu, Arabic) is sent as is, not escaped."""
+def sse_event(*, id: str | None, event: str, data: dict[str, Any]) -> ServerSentEvent:
+    """One named event with its id (None: an event that is not part of the run, such as an outage);
+    non-ASCII text (Urdu, Arabic) is sent as is, not escaped."""
     return ServerSentEvent(data=json.dumps({"type": event, **data}, ensure_ascii=False), event=event, id=id)
 
 

@@ -64,10 +64,11 @@ class TurnResult:
 class Tutor:
     """The compiled graph with its Postgres checkpointer, plus the app's thread records."""
 
-    def __init__(self, settings: Settings, graph: CompiledStateGraph, sessions) -> None:
+    def __init__(self, settings: Settings, graph: CompiledStateGraph, sessions, database_url: str = "") -> None:
         self.settings = settings
         self.graph = graph
         self.sessions = sessions
+        self.database_url = database_url
 
     async def ensure_thread(self, *, thread_id: str | None, title: str, reader_id: str | None = None) -> str:
         """The id of an existing thread, or of a new one when `thread_id` is None."""
@@ -89,6 +90,18 @@ class Tutor:
         thread_id = await self.ensure_thread(thread_id=thread_id, title=turn.title, reader_id=reader_id)
         return thread_id, is_new
 
+    async def save_question(self, turn: TurnInput, *, thread_id: str) -> None:
+        """Checkpoint the turn's input (the reader's question) as the graph would, and wait until it is stored.
+
+        A graph run saves its input checkpoint in the background while its first step runs, so a crash
+        at the wrong moment lost the question. Saved first, the question survives any crash after this
+        returns; `stream_turn(..., question_saved=True)` then runs the graph from this checkpoint.
+        """
+        config = {"configurable": {"thread_id": thread_id}}
+        # The graph takes the input and stops before its first step; leaving the run waits for the save.
+        async for _ in self.graph.astream(turn.graph_input(), config, interrupt_before=["route"], stream_mode="updates"):
+            pass
+
     async def stream_turn(
         self,
         turn: TurnInput,
@@ -97,6 +110,7 @@ class Tutor:
         is_new: bool = False,
         profile: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
+        question_saved: bool = False,
     ) -> AsyncIterator[tuple[str, Any]]:
         """Run a turn begun with `begin_turn`, yielding ("step" | "sources" | "token", data) as it goes
         and ("done", TurnResult) at the end."""
@@ -107,8 +121,12 @@ class Tutor:
         # The route step decides whether the reply is translated; until it has, nothing is.
         translating = False
         try:
+            # A turn whose question was saved already (`save_question`) resumes where that stopped.
             async for mode, payload in self.graph.astream(
-                turn.graph_input(), traced, context=context, stream_mode=["updates", "messages"]
+                None if question_saved else turn.graph_input(),
+                traced,
+                context=context,
+                stream_mode=["updates", "messages"],
             ):
                 if mode == "messages":
                     chunk, metadata = payload
@@ -218,6 +236,6 @@ async def open_tutor(settings: Settings) -> AsyncIterator[Tutor]:
     engine = create_engine(url)
     try:
         async with checkpointer(url) as saver:
-            yield Tutor(settings, builder.compile(checkpointer=saver, name="booktutor"), session_factory(engine))
+            yield Tutor(settings, builder.compile(checkpointer=saver, name="booktutor"), session_factory(engine), url)
     finally:
         await engine.dispose()

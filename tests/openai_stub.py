@@ -402,6 +402,8 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.kind == "text":
                 self._send_event(chunk({"role": "assistant", "content": "", "refusal": None}))
                 for tok in tokens:
+                    if owner.token_delay:
+                        time.sleep(owner.token_delay)
                     self._send_event(chunk({"content": tok}))
                 self._send_event(chunk({}, "stop"))
             else:
@@ -522,6 +524,8 @@ class ScriptedOpenAI:
         self.embedding_requests: list[dict[str, Any]] = []
         #: Every handled request: {"method", "path", "body"}.
         self.all_requests: list[dict[str, Any]] = []
+        #: Seconds to wait before each streamed token, to make an answer slow enough to interrupt.
+        self.token_delay = 0.0
 
     # ------------------------------------------------------------ scripting
     def reply(self, text: str) -> None:

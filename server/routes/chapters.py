@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from booktutor.server.auth import Reader
+from booktutor.server.bodies import StoredBody
 from booktutor.server.chapters import (
     cached_sections,
     chapter_events,
@@ -36,7 +37,7 @@ from booktutor.tools.translation import LANGUAGES, language_info
 router = APIRouter(prefix="/v1/chapters", tags=["chapters"])
 
 
-class ChapterSource(BaseModel):
+class ChapterSource(StoredBody):
     """A chapter: a doc path of the ingested book, or Markdown sent with the request (exactly one)."""
 
     # Front ends send extra fields (a profile, UI state); nothing in them is used, so they are ignored.

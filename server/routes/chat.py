@@ -12,7 +12,7 @@ from booktutor.graphs.turn import TurnInput
 from booktutor.server import crud
 from booktutor.server.auth import Reader
 from booktutor.server.deps import CurrentReader, RunsDep, SessionDep, SettingsDep
-from booktutor.server.runs import Run, RunManager
+from booktutor.server.runs import RunManager
 from booktutor.server.sse import STREAM_RESPONSE, sse_event, sse_response
 from booktutor.server.threads import THREAD_ID
 
@@ -66,18 +66,20 @@ class ExplainRequest(_TurnRequest):
     page: Optional[str] = Field(default=None, max_length=1024)
 
 
-def stream_url(run: Run) -> str:
-    return f"/v1/runs/{run.id}/stream"
+def stream_url(run_id: str) -> str:
+    return f"/v1/runs/{run_id}/stream"
 
 
-def event_stream(run: Run, reader: Reader, *, after: int, heartbeat: float) -> EventSourceResponse:
+def event_stream(
+    runs: RunManager, run_id: str, reader: Reader, *, after: int, heartbeat: float
+) -> EventSourceResponse:
     """The run's events from `after` on; a client that goes away stops reading, not the run."""
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        async for item in run.follow(after):
+        async for item in runs.follow(run_id, reader_id=reader.id, after=after):
             yield sse_event(id=item.id, event=item.event, data=item.data)
 
-    return sse_response(events(), reader=reader, heartbeat=heartbeat, headers={"Content-Location": stream_url(run)})
+    return sse_response(events(), reader=reader, heartbeat=heartbeat, headers={"Content-Location": stream_url(run_id)})
 
 
 async def _start(
@@ -87,8 +89,8 @@ async def _start(
     stored = await crud.get_profile(session, reader_id=reader.id)
     profile = stored.as_context() if stored else None
     await session.close()
-    run = await runs.start(body.turn(), reader_id=reader.id, thread_id=body.thread_id, profile=profile)
-    return event_stream(run, reader, after=-1, heartbeat=settings.heartbeat_seconds)
+    run_id = await runs.start(body.turn(), reader_id=reader.id, thread_id=body.thread_id, profile=profile)
+    return event_stream(runs, run_id, reader, after=-1, heartbeat=settings.heartbeat_seconds)
 
 
 @router.post("/chat", response_class=EventSourceResponse, responses=STREAM_RESPONSE)
@@ -113,15 +115,15 @@ async def resume(
     after: Optional[str] = Query(default=None, alias="last_event_id", description="Same as the Last-Event-ID header."),
 ):
     """Replay a run's events after `Last-Event-ID` (all of them without it), then follow it live."""
-    run = runs.get(run_id, reader_id=reader.id)
-    position = runs.resume_position(run, last_event_id or after)
-    return event_stream(run, reader, after=position, heartbeat=settings.heartbeat_seconds)
+    record = await runs.get(run_id, reader_id=reader.id)
+    position = runs.resume_position(record, last_event_id or after)
+    return event_stream(runs, run_id, reader, after=position, heartbeat=settings.heartbeat_seconds)
 
 
 @router.get("/runs/{run_id}")
 async def run_status(run_id: str, reader: CurrentReader, runs: RunsDep) -> dict[str, Any]:
-    """Whether a run is still going."""
-    return runs.get(run_id, reader_id=reader.id).public()
+    """Whether a run is still going: `running`, `done`, `error`, `cancelled` or `interrupted`."""
+    return (await runs.get(run_id, reader_id=reader.id)).public()
 
 
 @router.post("/runs/{run_id}/cancel", status_code=202)

@@ -8,12 +8,13 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field, StrictInt, field_validator
 
 from booktutor.server import crud
+from booktutor.server.bodies import StoredBody
 from booktutor.server.deps import CurrentReader, OwnedThread, SessionDep, TutorDep
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
 
-class FeedbackBody(BaseModel):
+class FeedbackBody(StoredBody):
     # StrictInt: `true` and `1.0` would otherwise pass as 1, hiding a client bug in the ratings.
     rating: StrictInt = Field(json_schema_extra={"enum": [1, -1]}, description="1 for helpful, -1 for not.")
     comment: Optional[str] = Field(default=None, max_length=2000, description="What was good or wrong.")

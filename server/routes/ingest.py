@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from booktutor.server import crud
+from booktutor.server.bodies import StoredBody
 from booktutor.server.deps import AdminReader, SessionDep, SettingsDep
 from booktutor.server.errors import ApiError
 from booktutor.tools.ingest import ingest_book
@@ -17,7 +18,7 @@ from booktutor.tools.ingest import ingest_book
 router = APIRouter(prefix="/v1", tags=["admin"])
 
 
-class IngestBody(BaseModel):
+class IngestBody(StoredBody):
     # A misspelt `rebuild` would otherwise run a different ingest than the admin asked for.
     model_config = ConfigDict(extra="forbid")
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from booktutor.server import crud
+from booktutor.server.bodies import StoredBody
 from booktutor.server.deps import CurrentReader, SessionDep
 from booktutor.tools.translation import LANGUAGES, language_info
 
@@ -16,7 +17,7 @@ router = APIRouter(prefix="/v1", tags=["profile"])
 ExperienceLevel = Literal["beginner", "intermediate", "advanced", ""]
 
 
-class ProfileBody(BaseModel):
+class ProfileBody(StoredBody):
     """A whole profile. Fields left out are reset to their defaults (PUT replaces the profile)."""
 
     # A misspelt field would otherwise be dropped silently and the reader would think it was saved.

@@ -121,8 +121,7 @@ async def read_thread(thread_id: str, thread: OwnedThread, session: SessionDep, 
 )
 async def delete_thread(thread_id: str, thread: OwnedThread, tutor: TutorDep, runs: RunsDep) -> Response:
     """Delete a thread and everything checkpointed for it. A thread that is still answering is refused."""
-    # The run manager's own check also covers a turn that is starting right now, not only running ones;
-    # deleting under either would leave checkpoints behind with no thread row.
-    runs.check_thread_free(thread_id)
+    # Deleting under a running turn (on any process) would leave checkpoints behind with no thread row.
+    await runs.check_thread_free(thread_id)
     await tutor.delete_thread(thread_id)
     return Response(status_code=204)

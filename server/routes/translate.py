@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from booktutor.agents.models import translator
+from booktutor.server.bodies import StoredBody
 from booktutor.server.deps import CurrentReader, OwnedThread, SessionDep, SettingsDep, TutorDep
 from booktutor.server.settings import Settings
 from booktutor.tools.translation import LANGUAGES, Translation, language_info, translate
@@ -21,12 +22,12 @@ _LANGUAGE = Field(
 )
 
 
-class TranslateBody(BaseModel):
+class TranslateBody(StoredBody):
     text: str = Field(min_length=1, max_length=20_000, description="Markdown to translate.")
     language: str = _LANGUAGE
 
 
-class TranslateMessageBody(BaseModel):
+class TranslateMessageBody(StoredBody):
     language: str = _LANGUAGE
 
 

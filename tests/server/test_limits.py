@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
 import time
+import uuid
 
 import httpx
 import pytest
@@ -250,6 +255,50 @@ def test_default_limits_from_settings(monkeypatch):
 def test_bad_limit_string_fails_at_startup():
     with pytest.raises(ValueError):
         limiter(signed_in="lots")
+
+
+# -- quotas shared through Redis ---------------------------------------------------------------------
+
+REDIS_URL = os.getenv("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    host, _, port = REDIS_URL.split("//", 1)[1].split("/", 1)[0].partition(":")
+    try:
+        socket.create_connection((host, int(port or 6379)), timeout=1).close()
+    except OSError:
+        pytest.skip(f"shared quotas need Redis at TEST_REDIS_URL={REDIS_URL}")
+    return REDIS_URL
+
+
+def test_processes_sharing_redis_share_a_readers_quota(redis_url):
+    reader = Reader(id=f"user:{uuid.uuid4().hex}", anonymous=False)
+    here = RateLimiter(Settings(rate_limit="3/minute", redis_url=redis_url))
+    here.check(reader)
+    here.check(reader)
+    # Another process (another worker, another machine) counts against the same window.
+    script = (
+        "import sys\n"
+        "from booktutor.server.auth import Reader\n"
+        "from booktutor.server.limits import RateLimited, RateLimiter\n"
+        "from booktutor.server.settings import Settings\n"
+        f"limits = RateLimiter(Settings(rate_limit='3/minute', redis_url={redis_url!r}))\n"
+        f"reader = Reader(id={reader.id!r}, anonymous=False)\n"
+        "limits.check(reader)\n"
+        "try:\n    limits.check(reader)\nexcept RateLimited as error:\n    sys.exit(f'refused {error.retry_after}')\n"
+    )
+    other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+
+    assert other.returncode == 1 and other.stderr.strip().startswith("refused"), other.stderr
+    with pytest.raises(RateLimited):
+        here.check(reader)
+
+
+def test_unreachable_redis_lets_requests_through():
+    limits = RateLimiter(Settings(rate_limit="1/minute", redis_url="redis://127.0.0.1:9/0"))
+    limits.check(ADA)
+    limits.check(ADA)
 
 
 # -- ConcurrencyLimit -------------------------------------------------------------------------------

@@ -165,12 +165,14 @@ async def test_delete_removes_thread_and_checkpoints(client, app):
 async def test_delete_refuses_a_thread_that_is_answering(client, app):
     headers = fresh()
     thread_id, _ = await start_thread(client, headers)
-    runs = app.state.runs
-    runs.active_by_thread[thread_id] = "a-run-in-progress"
+    # A run of the thread recorded by another server process, still holding its lease.
+    store = app.state.runs.store
+    run_id = f"elsewhere-{uuid.uuid4()}"
+    await store.claim(run_id=run_id, thread_id=thread_id, reader_id="someone", metadata={})
     try:
         response = await client.delete(f"/v1/threads/{thread_id}", headers=headers)
     finally:
-        runs.active_by_thread.pop(thread_id, None)
+        await store.append(run_id, [], status="done")
 
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "thread_busy"

@@ -1,0 +1,268 @@
+"""Runs in Postgres: their records and events, shared by every server process.
+
+Any process can replay, follow, report and cancel any run. The process running a turn appends its
+events in batches (one INSERT and one NOTIFY per batch, never a row per token) and keeps a lease on
+the run; a run whose lease lapses belongs to a process that died, and the first reader to notice marks
+it `interrupted`. Followers wait on Postgres LISTEN/NOTIFY, so events written by one process reach
+readers on another within milliseconds.
+
+Why Postgres and not a broker: every deployment already has it, and the events must be stored for
+replay anyway, so the notification only says "read again".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from booktutor.server.db import libpq_url, retry_reconnects_steadily
+
+log = logging.getLogger("booktutor.runs")
+
+CHANNEL = "booktutor_runs"
+CANCEL = "cancel:"
+INTERRUPTED = {
+    "code": "run_interrupted",
+    "message": "The server answering this question stopped before it finished. Your question is saved; ask again.",
+}
+
+
+class ThreadBusy(Exception):
+    """Another run of the thread is still going (in this process or another)."""
+
+
+class RunGone(Exception):
+    """The run is no longer running in the database (interrupted or cancelled elsewhere)."""
+
+
+@dataclass
+class RunRecord:
+    id: str
+    thread_id: str
+    reader_id: str
+    status: str
+    events: int
+    lease_expired: bool
+
+    def public(self) -> dict[str, Any]:
+        return {"run_id": self.id, "thread_id": self.thread_id, "status": self.status, "events": self.events}
+
+
+@dataclass
+class StoredEvent:
+    seq: int
+    event: str
+    data: dict[str, Any]
+
+
+class RunStore:
+    """Postgres access for runs: claim, append, read, cancel, lease and retention, plus the listener."""
+
+    def __init__(self, url: str, *, owner: str, lease_seconds: float, retention_seconds: float) -> None:
+        self.url = libpq_url(url)
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        self.retention_seconds = retention_seconds
+        # A short pool timeout: with Postgres down, callers learn it in seconds, not after 30.
+        retry_reconnects_steadily()
+        self.pool = AsyncConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=8,
+            open=False,
+            timeout=3,
+            check=AsyncConnectionPool.check_connection,
+            kwargs={"autocommit": True, "connect_timeout": 3, "row_factory": dict_row}
+        )
+        self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._listener: asyncio.Task | None = None
+        self.on_cancel: Callable[[str], None] = lambda run_id: None
+
+    async def open(self) -> None:
+        await self.pool.open(wait=True, timeout=15)
+        self._listener = asyncio.create_task(self._listen(), name="runs-listener")
+
+    async def close(self) -> None:
+        if self._listener:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        await self.pool.close()
+
+    # -- notifications ------------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """One LISTEN connection per process; reconnects after an outage and wakes every follower."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=3) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    # Whatever was written while we were not listening is read now.
+                    self._wake_all()
+                    async for note in conn.notifies():
+                        self._dispatch(note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the connection dropped: Postgres restarted or is unreachable
+                log.debug("run listener reconnecting: %s", exc)
+                self._wake_all()
+                await asyncio.sleep(0.5)
+
+    def _dispatch(self, payload: str) -> None:
+        if payload.startswith(CANCEL):
+            self.on_cancel(payload.removeprefix(CANCEL))
+            return
+        self.wake(payload)
+
+    def wake(self, run_id: str) -> None:
+        for signal in self._watchers.get(run_id, ()):
+            signal.set()
+
+    def _wake_all(self) -> None:
+        for signals in self._watchers.values():
+            for signal in signals:
+                signal.set()
+
+    @contextlib.contextmanager
+    def watch(self, run_id: str):
+        """A signal set when the run has news; register it before reading so no news slips between."""
+        signal = asyncio.Event()
+        self._watchers.setdefault(run_id, set()).add(signal)
+        try:
+            yield signal
+        finally:
+            signals = self._watchers.get(run_id)
+            if signals is not None:
+                signals.discard(signal)
+                if not signals:
+                    del self._watchers[run_id]
+
+    # -- writing ------------------------------------------------------------------------------------
+
+    async def claim(self, *, run_id: str, thread_id: str, reader_id: str, metadata: dict[str, Any]) -> None:
+        """Record a new running run with its `metadata` event, or raise `ThreadBusy`."""
+        async with self.pool.connection() as conn, conn.transaction():
+            # A run left `running` by a dead process must not hold its thread forever.
+            await self._interrupt_expired(conn, "thread_id = %s", (thread_id,))
+            try:
+                async with conn.transaction():
+                    await conn.execute(
+                        "INSERT INTO runs (id, thread_id, reader_id, owner, lease_until)"
+                        " VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s))",
+                        (run_id, thread_id, reader_id, self.owner, self.lease_seconds),
+                    )
+            except psycopg.errors.UniqueViolation:
+                raise ThreadBusy() from None
+            await conn.execute(
+                "INSERT INTO run_events (run_id, seq, event, data) VALUES (%s, 0, 'metadata', %s)",
+                (run_id, _dump(metadata)),
+            )
+
+    async def append(self, run_id: str, events: list[tuple[int, str, dict[str, Any]]], *, status: str | None = None) -> None:
+        """Store a batch of events (and the final status, if given) with one NOTIFY.
+
+        Raises `RunGone` when the run was ended elsewhere (its lease lapsed, say), so its task stops.
+        """
+        async with self.pool.connection() as conn, conn.transaction():
+            # The row lock orders this write against a reader marking the run interrupted.
+            row = await (await conn.execute("SELECT status FROM runs WHERE id = %s FOR UPDATE", (run_id,))).fetchone()
+            if row is None or row["status"] != "running":
+                raise RunGone(run_id)
+            if events:
+                await conn.execute(
+                    "INSERT INTO run_events (run_id, seq, event, data)"
+                    " SELECT %s, * FROM unnest(%s::int[], %s::text[], %s::text[])",
+                    (run_id, [e[0] for e in events], [e[1] for e in events], [_dump(e[2]) for e in events]),
+                )
+            if status:
+                await conn.execute(
+                    "UPDATE runs SET status = %s, finished_at = now() WHERE id = %s", (status, run_id)
+                )
+            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, run_id))
+
+    async def renew(self, run_ids: list[str]) -> list[str]:
+        """Extend the leases of this process's runs; returns the ids someone asked to cancel."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE runs SET lease_until = now() + make_interval(secs => %s)"
+                " WHERE id = ANY(%s) AND status = 'running' RETURNING id, cancel_requested",
+                (self.lease_seconds, run_ids),
+            )
+            return [row["id"] for row in await cur.fetchall() if row["cancel_requested"]]
+
+    async def expire(self) -> None:
+        """Delete runs (and, by cascade, their events) finished longer ago than the retention period."""
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "DELETE FROM runs WHERE finished_at < now() - make_interval(secs => %s)", (self.retention_seconds,)
+            )
+
+    async def request_cancel(self, run_id: str) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("UPDATE runs SET cancel_requested = true WHERE id = %s AND status = 'running'", (run_id,))
+            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, CANCEL + run_id))
+
+    async def thread_busy(self, thread_id: str) -> bool:
+        """Whether the thread has a running run (a dead process's run is marked interrupted first)."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await self._interrupt_expired(conn, "thread_id = %s", (thread_id,))
+            cur = await conn.execute("SELECT 1 FROM runs WHERE thread_id = %s AND status = 'running'", (thread_id,))
+            return await cur.fetchone() is not None
+
+    async def _interrupt_expired(self, conn: psycopg.AsyncConnection, where: str, params: tuple) -> None:
+        cur = await conn.execute(
+            "UPDATE runs SET status = 'interrupted', finished_at = now()"
+            f" WHERE status = 'running' AND lease_until < now() AND {where} RETURNING id",
+            params,
+        )
+        for run_id in [row["id"] for row in await cur.fetchall()]:
+            await conn.execute(
+                "INSERT INTO run_events (run_id, seq, event, data)"
+                " SELECT %s, coalesce(max(seq), -1) + 1, 'error', %s FROM run_events WHERE run_id = %s",
+                (run_id, _dump(INTERRUPTED), run_id),
+            )
+            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, run_id))
+            log.warning("run %s interrupted: its process stopped renewing the lease", run_id)
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    async def read(self, run_id: str, *, reader_id: str, after: int | None = None) -> tuple[RunRecord | None, list[StoredEvent]]:
+        """The run (None if unknown, not the reader's or expired) and its events after `after` (none if None)."""
+        async with self.pool.connection() as conn:
+            record = await self._record(conn, run_id, reader_id)
+            if record is not None and record.lease_expired:
+                async with conn.transaction():
+                    await self._interrupt_expired(conn, "id = %s", (run_id,))
+                record = await self._record(conn, run_id, reader_id)
+            if record is None or after is None:
+                return record, []
+            # Read after the record: if it said finished, every event is already visible.
+            cur = await conn.execute(
+                "SELECT seq, event, data FROM run_events WHERE run_id = %s AND seq > %s ORDER BY seq", (run_id, after)
+            )
+            return record, [StoredEvent(r["seq"], r["event"], json.loads(r["data"])) for r in await cur.fetchall()]
+
+    async def _record(self, conn: psycopg.AsyncConnection, run_id: str, reader_id: str) -> RunRecord | None:
+        cur = await conn.execute(
+            "SELECT id, thread_id, reader_id, status, lease_until < now() AS lease_expired,"
+            " (SELECT coalesce(max(seq), -1) + 1 FROM run_events WHERE run_id = runs.id) AS events"
+            " FROM runs WHERE id = %s AND reader_id = %s"
+            " AND (finished_at IS NULL OR finished_at > now() - make_interval(secs => %s))",
+            (run_id, reader_id, self.retention_seconds),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        row["lease_expired"] = bool(row["lease_expired"]) and row["status"] == "running"
+        return RunRecord(**row)
+
+
+def _dump(data: dict[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False)
