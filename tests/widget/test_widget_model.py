@@ -51,6 +51,8 @@ def scripted_model(body: dict) -> str:
         return last
     if SLOW in last:
         time.sleep(4)  # a model that takes its time, so the reader can press Stop
+    if "Write your whole reply in Urdu" in system:
+        return to_urdu(ANSWER)  # a reader whose language is Urdu gets the answer written in it
     return HOSTILE_ANSWER if HOSTILE in last else ANSWER
 
 
