@@ -8,6 +8,7 @@ per term. Terms are Snowball-stemmed and hashed to 31-bit indices.
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter
 from functools import lru_cache
 from hashlib import blake2b
@@ -33,13 +34,18 @@ _STOPWORDS = frozenset(
 )
 
 
-_STEMMER = snowballstemmer.stemmer("english")
+# A Snowball stemmer keeps the word it is working on in its own fields, so concurrent searches (each on
+# a worker thread) would garble each other's words: one stemmer per thread.
+_STEMMERS = threading.local()
 
 
 @lru_cache(maxsize=200_000)
 def _stem(word: str) -> str:
     # The Snowball stemmer is pure Python; a book's vocabulary is small, so each word is stemmed once.
-    return _STEMMER.stemWord(word)
+    stemmer = getattr(_STEMMERS, "english", None)
+    if stemmer is None:
+        stemmer = _STEMMERS.english = snowballstemmer.stemmer("english")
+    return stemmer.stemWord(word)
 
 
 def terms(text: str) -> list[str]:
