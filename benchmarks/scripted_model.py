@@ -7,6 +7,8 @@ bottleneck at 1,000 concurrent streams. This one answers `POST /v1/chat/completi
 - any other model: `--tokens` tokens, `--delay-ms` apart, streamed as OpenAI chunks (or one JSON body
   when the request does not ask to stream).
 
+`POST /control` with `{"tokens": n, "delay_ms": d}` changes the script for the requests that follow.
+
 Run alone: `python benchmarks/scripted_model.py --port 9100 --tokens 200 --delay-ms 50`.
 """
 
@@ -38,7 +40,14 @@ class ScriptedModel:
                 headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
                 request = json.loads(body or b"{}")
-                await self.answer(request, writer)
+                if lines[0].startswith("POST /control"):
+                    # A benchmark changes the script between runs without restarting the servers using it.
+                    self.tokens = request.get("tokens", self.tokens)
+                    self.delay = request.get("delay_ms", self.delay * 1000) / 1000
+                    writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                    await writer.drain()
+                else:
+                    await self.answer(request, writer)
                 if headers.get("connection", "").lower() == "close":
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):

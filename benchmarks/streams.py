@@ -46,6 +46,12 @@ async def burst(port: int, n: int, *, direct: bool, timeout: float, pid: int | N
 
 
 def main() -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
     parser = argparse.ArgumentParser()
     parser.add_argument("--streams", default="25,100,300,1000")
     parser.add_argument("--tokens", type=int, default=200)

@@ -141,11 +141,12 @@ def retry_reconnects_steadily() -> None:
 
 
 @contextlib.asynccontextmanager
-async def checkpointer(url: str) -> AsyncIterator["AsyncPostgresSaver"]:  # noqa: F821
+async def checkpointer(url: str) -> AsyncIterator["PooledPostgresSaver"]:  # noqa: F821
     """langgraph-checkpoint-postgres on a small connection pool, its tables set up."""
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
+
+    from booktutor.server.checkpointer import PooledPostgresSaver
 
     retry_reconnects_steadily()
     pool = AsyncConnectionPool(
@@ -165,7 +166,7 @@ async def checkpointer(url: str) -> AsyncIterator["AsyncPostgresSaver"]:  # noqa
     except Exception as exc:
         raise DatabaseError(f"Could not connect to PostgreSQL: {exc}") from exc
     try:
-        saver = AsyncPostgresSaver(pool)
+        saver = PooledPostgresSaver(pool)
         # Its setup creates tables without IF NOT EXISTS guards on types: one process at a time.
         async with pool.connection() as lock:
             await lock.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
