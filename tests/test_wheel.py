@@ -14,6 +14,8 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -56,21 +58,64 @@ def user_environment(**extra: str) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if k not in dropped}, **extra}
 
 
+class Install:
+    """The wheel built from a copy of the checkout (so no build/ folder of the checkout leaks in) and
+    installed, non-editable, into a fresh virtualenv beside the `agents` stand-in.
+
+    Almost all of it is pip at work, so it starts on a thread as soon as the wheel tests are collected
+    (see `pytest_collection_modifyitems` in tests/conftest.py) and runs beside the rest of the suite;
+    the tests, run last, wait for it.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.venv = root / "venv"
+        self.wheel: Path | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="wheel-install", daemon=True)
+
+    def start(self) -> "Install":
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            source = self.root / "source"
+            for path in source_files("."):
+                (source / path).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO / path, source / path)
+            run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", source, "-w", self.root / "dist", timeout=300)
+            (self.wheel,) = (self.root / "dist").glob("booktutor-*.whl")
+            run(sys.executable, "-m", "venv", self.venv, timeout=120)
+            stand_in = self.root / "stand-in"
+            (stand_in / "agents").mkdir(parents=True)
+            (stand_in / "pyproject.toml").write_text(STAND_IN)
+            (stand_in / "agents" / "__init__.py").write_text('OWNER = "agents-stand-in"\n')
+            # --no-compile: byte-compiling every dependency up front costs more than compiling what is imported.
+            pip = (self.venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-compile")
+            run(*pip, stand_in, timeout=300, env=user_environment())
+            run(*pip, self.wheel, timeout=600, env=user_environment())
+        except BaseException as error:  # handed to the tests, which fail with it
+            self.error = error
+
+    def wait(self) -> "Install":
+        self.thread.join(timeout=900)
+        assert not self.thread.is_alive(), "building and installing the wheel took over 15 minutes"
+        if self.error is not None:
+            raise self.error
+        return self
+
+
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    """The wheel built by pip from a copy of the checkout (so no build/ folder of the checkout leaks in)."""
-    root = tmp_path_factory.mktemp("wheel")
-    source = root / "source"
-    for path in source_files("."):
-        (source / path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / path, source / path)
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", source, "-w", root / "dist", timeout=300)
-    (built,) = (root / "dist").glob("booktutor-*.whl")
-    return built
+def installed(request) -> Install:
+    started = getattr(request.config, "wheel_install", None)
+    if started is None:  # collected some other way: start it now
+        started = Install(Path(tempfile.mkdtemp(prefix="booktutor-wheel-"))).start()
+    return started.wait()
 
 
-def test_the_wheel_installs_one_top_level_name_and_every_file_of_the_package_folders(wheel):
-    with zipfile.ZipFile(wheel) as archive:
+def test_the_wheel_installs_one_top_level_name_and_every_file_of_the_package_folders(installed):
+    with zipfile.ZipFile(installed.wheel) as archive:
         info = next(name.split("/")[0] for name in archive.namelist() if name.endswith(".dist-info/RECORD"))
         record = archive.read(f"{info}/RECORD").decode().splitlines()
     installed = [line.rsplit(",", 2)[0] for line in record if line]
@@ -105,18 +150,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_installed_beside_another_agents_package_it_serves_a_chat(wheel, tmp_path, database_url):
-    venv = tmp_path / "venv"
-    run(sys.executable, "-m", "venv", venv, timeout=120)
+def test_installed_beside_another_agents_package_it_serves_a_chat(installed, tmp_path, database_url):
+    venv = installed.venv
     python, booktutor = venv / "bin" / "python", venv / "bin" / "booktutor"
-    stand_in = tmp_path / "stand-in"
-    (stand_in / "agents").mkdir(parents=True)
-    (stand_in / "pyproject.toml").write_text(STAND_IN)
-    (stand_in / "agents" / "__init__.py").write_text('OWNER = "agents-stand-in"\n')
-    # --no-compile: byte-compiling every dependency up front costs more than compiling what is imported.
-    pip = (python, "-m", "pip", "install", "-q", "--no-compile")
-    run(*pip, stand_in, timeout=300, env=user_environment())
-    run(*pip, wheel, timeout=600, env=user_environment())
 
     # From a folder of its own, so nothing of the checkout can be imported.
     elsewhere = tmp_path / "elsewhere"
