@@ -126,6 +126,12 @@ def _plain(unit_text: str) -> str:
     return " ".join(text.split())[:1000]
 
 
+def _as_shown(unit_text: str) -> str:
+    """A unit as a reader sees it on the page, for comparing with a selection: a selection is copied from
+    the rendered page ("node"), a passage is the book's Markdown ("**node**")."""
+    return " ".join(re.sub(r"[`*_]", "", unit_text).split()).lower()
+
+
 def _lead_sentence(paragraph: str) -> str:
     """The part of a lead paragraph that introduces what follows: the whole of it when short, else its
     last sentence (the one ending in a colon, when there is one)."""
@@ -173,12 +179,13 @@ def extractive_answer(
     units: list[_Unit] = []
     if selection:
         units += _units(0, selection, blocks)
-    quoted = {u.text.lower() for u in units}
+    quoted = {_as_shown(u.text) for u in units}
     for passage in passages:
         heading = (passage.get("heading") or "").split(" › ")[-1]
         for unit in _units(passage["n"], passage["text"], blocks, heading):
-            if unit.text.lower() not in quoted:  # the selection's own section comes back as passage [1]
-                quoted.add(unit.text.lower())
+            key = _as_shown(unit.text)
+            if key not in quoted:  # the selection's own section comes back as passage [1]
+                quoted.add(key)
                 units.append(unit)
     if not units:
         return NOT_FOUND

@@ -196,6 +196,16 @@ def test_selection_from_the_first_passage_is_not_quoted_twice(model):
     assert answer.content.count(selection) == 1, answer.content
 
 
+def test_a_selection_copied_from_the_rendered_page_is_not_quoted_twice(model):
+    # What a reader selects is the page as shown: "**node**" in the book is "node" in the selection.
+    section = dict(TOPICS, text="In ROS terminology each program is a **node**. A topic can have any number of "
+                   "publishers and subscribers, and the connections are made by topic name alone.")
+    selection = section["text"].replace("**", "")
+    answer = model.invoke(answer_messages(question="Explain this passage.", passages=[section, SERVICES], selected_text=selection))
+
+    assert answer.content.count("connections are made by topic name alone") == 1, answer.content
+
+
 def test_small_talk_gets_the_greeting_labelled_as_offline(model):
     answer = model.invoke(answer_messages(question="Hi! Thanks for the help earlier.", passages=[], small_talk=True))
     assert answer.content == SMALL_TALK_REPLY
