@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+import httpx
 
 import psycopg
 import pytest
@@ -98,6 +102,29 @@ def database_url() -> Iterator[str]:
     yield admin.rsplit("/", 1)[0] + f"/{name}"
     with psycopg.connect(admin, autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- servers started as processes -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_readyz(
+    port: int, server: subprocess.Popen, *, seconds: float = 120, output: Callable[[], str] = lambda: ""
+) -> httpx.Response:
+    """The first answer of a `booktutor serve` process's `/readyz`; fails with `output()` if the process
+    ends or `seconds` pass first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        except httpx.TransportError:
+            assert server.poll() is None and time.monotonic() < deadline, output()
+            time.sleep(0.2)
 
 
 # -- the book ----------------------------------------------------------------------------------------

@@ -11,19 +11,17 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import zipfile
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import MODEL_VARIABLES, REPO, SAMPLE_BOOK
+from tests.conftest import MODEL_VARIABLES, REPO, SAMPLE_BOOK, free_port, wait_for_readyz
 
 # The folders the wheel installs as booktutor.<folder> (pyproject's package-dir).
 PACKAGE_FOLDERS = ("agents", "tools", "graphs", "server", "migrations")
@@ -144,11 +142,6 @@ packages = ["agents"]
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def test_installed_beside_another_agents_package_it_serves_a_chat(installed, tmp_path, database_url):
     venv = installed.venv
@@ -174,14 +167,7 @@ def test_installed_beside_another_agents_package_it_serves_a_chat(installed, tmp
             [booktutor, "serve", "--port", str(port)], cwd=elsewhere, env=env, stdout=output, stderr=subprocess.STDOUT
         )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.2)
+        ready = wait_for_readyz(port, server, output=lambda: log.read_text()[-3000:])
         assert ready.status_code == 200, ready.text
         question = {"message": "How does a PID controller use the derivative term?"}
         reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat", json=question, timeout=60)

@@ -220,29 +220,18 @@ def test_help_lists_every_command():
 
 def test_serve_answers_until_stopped(cli_env):
     import signal
-    import socket
     import subprocess
-    import time
 
     import httpx
 
-    from tests.conftest import BOOKTUTOR, MODEL_VARIABLES, REPO
+    from tests.conftest import BOOKTUTOR, MODEL_VARIABLES, REPO, free_port, wait_for_readyz
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {**{k: v for k, v in __import__("os").environ.items() if k not in MODEL_VARIABLES}, **cli_env}
     server = subprocess.Popen([*BOOKTUTOR, "serve", "--port", str(port)], cwd=REPO, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read().decode()
-                time.sleep(0.3)
+        ready = wait_for_readyz(port, server, seconds=60, output=lambda: server.stdout.read().decode())
         assert ready.status_code == 200
         reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat", json={"message": TOPICS}, timeout=30)
         assert reply.status_code == 200 and "event: done" in reply.text

@@ -268,7 +268,7 @@ def redis_url() -> str:
     try:
         socket.create_connection((host, int(port or 6379)), timeout=1).close()
     except OSError:
-        pytest.skip(f"shared quotas need Redis at TEST_REDIS_URL={REDIS_URL}")
+        pytest.fail(f"the shared-quota test needs Redis at TEST_REDIS_URL={REDIS_URL} (`.ci/run` starts one)")
     return REDIS_URL
 
 
