@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import time
 from pathlib import Path
 from typing import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
@@ -87,6 +89,11 @@ def _server_lacks_database(url: str, name: str) -> bool:
 
 # Processes starting together (serve --workers, several machines) change the schema one at a time.
 SCHEMA_LOCK = 0x626F6F6B  # "book"
+# The lock is polled, never waited for inside Postgres: the checkpointer's set-up builds an index
+# CONCURRENTLY, which waits for every statement in flight, so a process parked in pg_advisory_lock
+# would wait for the holder while the holder waits for it (a deadlock Postgres does not detect).
+TRY_SCHEMA_LOCK = "SELECT pg_try_advisory_lock(%s) AS taken"
+SCHEMA_LOCK_POLL_SECONDS = 0.1
 
 
 @contextlib.contextmanager
@@ -94,7 +101,8 @@ def _schema_lock(url: str):
     import psycopg
 
     with psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=10) as connection:
-        connection.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+        while not connection.execute(TRY_SCHEMA_LOCK, (SCHEMA_LOCK,)).fetchone()[0]:
+            time.sleep(SCHEMA_LOCK_POLL_SECONDS)
         try:
             yield
         finally:
@@ -169,7 +177,8 @@ async def checkpointer(url: str) -> AsyncIterator["PooledPostgresSaver"]:  # noq
         saver = PooledPostgresSaver(pool)
         # Its setup creates tables without IF NOT EXISTS guards on types: one process at a time.
         async with pool.connection() as lock:
-            await lock.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+            while not (await (await lock.execute(TRY_SCHEMA_LOCK, (SCHEMA_LOCK,))).fetchone())["taken"]:
+                await asyncio.sleep(SCHEMA_LOCK_POLL_SECONDS)
             try:
                 await saver.setup()
             finally:

@@ -53,3 +53,25 @@ async def test_concurrent_checkpoints_are_all_kept(database_url):
 
     assert [t.config["configurable"]["thread_id"] for t in found] == [f"many-{i}" for i in range(60)]
     assert [t.pending_writes[0][2] for t in found] == [f"w{i}" for i in range(60)]
+
+
+async def test_processes_setting_up_one_fresh_database_together_both_start(database_url):
+    # Two servers starting at once on a new database: the checkpoint tables' set-up builds an index
+    # CONCURRENTLY, which waits for every statement in flight, including one parked waiting for the
+    # schema lock, so a waiter blocked inside Postgres deadlocked with the holder.
+    import uuid
+
+    admin, name = database_url.rsplit("/", 1)[0], f"booktutor_fresh_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{admin}/postgres", autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    fresh = f"{admin}/{name}"
+
+    async def start() -> None:
+        async with checkpointer(fresh) as saver:
+            await _save(saver, f"thread-{uuid.uuid4().hex}")
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(start() for _ in range(3))), timeout=60)
+    finally:
+        with psycopg.connect(f"{admin}/postgres", autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
