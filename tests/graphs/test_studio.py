@@ -6,7 +6,6 @@ import re
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,13 +15,8 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from tests.conftest import MODEL_VARIABLES, REPO, SAMPLE_BOOK, run_cli
+from tests.conftest import MODEL_VARIABLES, REPO, SAMPLE_BOOK, free_port, run_cli
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from typing import AsyncIterator
 import httpx
 import pytest
 
-from tests.conftest import BOOKTUTOR, MODEL_VARIABLES, REPO
+from tests.conftest import BOOKTUTOR, MODEL_VARIABLES, REPO, free_port
 from tests.openai_stub import ScriptedOpenAI
 from tests.server.conftest import JWT_SECRET, auth
 
@@ -64,11 +64,6 @@ def model():
     yield server
     server.stop()
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Server:
