@@ -23,7 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from booktutor.server.db import libpq_url, retry_reconnects_steadily
+from booktutor.server.db import check_connection_every, libpq_url, retry_reconnects_steadily
 
 log = logging.getLogger("booktutor.runs")
 
@@ -79,7 +79,7 @@ class RunStore:
             max_size=8,
             open=False,
             timeout=3,
-            check=AsyncConnectionPool.check_connection,
+            check=check_connection_every(),
             kwargs={"autocommit": True, "connect_timeout": 3, "row_factory": dict_row}
         )
         self._watchers: dict[str, set[asyncio.Event]] = {}
@@ -149,18 +149,21 @@ class RunStore:
 
     async def claim(self, *, run_id: str, thread_id: str, reader_id: str, metadata: dict[str, Any]) -> None:
         """Record a new running run with its `metadata` event, or raise `ThreadBusy`."""
+        insert_run = (
+            "INSERT INTO runs (id, thread_id, reader_id, owner, lease_until)"
+            " VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s))"
+        )
+        run = (run_id, thread_id, reader_id, self.owner, self.lease_seconds)
         async with self.pool.connection() as conn, conn.transaction():
-            # A run left `running` by a dead process must not hold its thread forever.
-            await self._interrupt_expired(conn, "thread_id = %s", (thread_id,))
             try:
                 async with conn.transaction():
-                    await conn.execute(
-                        "INSERT INTO runs (id, thread_id, reader_id, owner, lease_until)"
-                        " VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s))",
-                        (run_id, thread_id, reader_id, self.owner, self.lease_seconds),
-                    )
+                    await conn.execute(insert_run, run)
             except psycopg.errors.UniqueViolation:
-                raise ThreadBusy() from None
+                # A run left `running` by a dead process must not hold its thread forever: once its
+                # lease has lapsed it is interrupted, and the thread is free.
+                if not await self._interrupt_expired(conn, "thread_id = %s", (thread_id,)):
+                    raise ThreadBusy() from None
+                await conn.execute(insert_run, run)
             await conn.execute(
                 "INSERT INTO run_events (run_id, seq, event, data) VALUES (%s, 0, 'metadata', %s)",
                 (run_id, _dump(metadata)),
@@ -238,13 +241,15 @@ class RunStore:
             cur = await conn.execute("SELECT 1 FROM runs WHERE thread_id = %s AND status = 'running'", (thread_id,))
             return await cur.fetchone() is not None
 
-    async def _interrupt_expired(self, conn: psycopg.AsyncConnection, where: str, params: tuple) -> None:
+    async def _interrupt_expired(self, conn: psycopg.AsyncConnection, where: str, params: tuple) -> int:
+        """Mark runs whose lease lapsed `interrupted`, with their last event; how many there were."""
         cur = await conn.execute(
             "UPDATE runs SET status = 'interrupted', finished_at = now()"
             f" WHERE status = 'running' AND lease_until < now() AND {where} RETURNING id",
             params,
         )
-        for run_id in [row["id"] for row in await cur.fetchall()]:
+        interrupted = [row["id"] for row in await cur.fetchall()]
+        for run_id in interrupted:
             await conn.execute(
                 "INSERT INTO run_events (run_id, seq, event, data)"
                 " SELECT %s, coalesce(max(seq), -1) + 1, 'error', %s FROM run_events WHERE run_id = %s",
@@ -252,6 +257,7 @@ class RunStore:
             )
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, run_id))
             log.warning("run %s interrupted: its process stopped renewing the lease", run_id)
+        return len(interrupted)
 
     # -- reading ------------------------------------------------------------------------------------
 
