@@ -171,6 +171,17 @@ def _unchunk(data: bytes) -> bytes:
     return out
 
 
+async def retrieved(port: int, *, langgraph: bool) -> list[tuple[str, str]]:
+    """The passages (path, heading) a server retrieves for the question, to check both search alike."""
+    if not langgraph:
+        s = await stream(port, "/v1/chat", {"message": QUESTION})
+        return [(p["path"], p.get("heading")) for _, e, d in s.events if e == "sources" for p in d["sources"]]
+    thread = await post_json(port, "/threads", {})
+    body = {"assistant_id": GRAPH_ID, "input": {"messages": [{"role": "user", "content": QUESTION}]}, "stream_mode": ["updates"]}
+    s = await stream(port, f"/threads/{thread['thread_id']}/runs/stream", body)
+    return [(p["path"], p.get("heading")) for _, e, d in s.events if e == "updates" and "retrieve" in d for p in d["retrieve"]["passages"]]
+
+
 # -- langgraph dev -----------------------------------------------------------------------------------
 
 
@@ -368,6 +379,13 @@ def main() -> None:
         )
         if skip_lg:
             print(f"langgraph dev skipped: {skip_lg}.")
+        passages = {server.name: asyncio.run(retrieved(server.port, langgraph=server.name == "langgraph dev")) for server, _ in targets}
+        same = len({tuple(p) for p in passages.values()}) == 1 and all(passages.values())
+        print(
+            f"Retrieval: the same {len(next(iter(passages.values())))} passages from every server."
+            if same
+            else f"Retrieval differs between servers: {passages}"
+        )
         print("| clients | target | turns/s | runs | vs langgraph dev | turn p50 s | turn p95 s | words/turn | errors | server CPU cores | CPU ms/turn | Postgres CPU ms/turn | load |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
         for n in counts:
