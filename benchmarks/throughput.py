@@ -379,13 +379,14 @@ def main() -> None:
         )
         if skip_lg:
             print(f"langgraph dev skipped: {skip_lg}.")
-        passages = {server.name: asyncio.run(retrieved(server.port, langgraph=server.name == "langgraph dev")) for server, _ in targets}
-        same = len({tuple(p) for p in passages.values()}) == 1 and all(passages.values())
-        print(
-            f"Retrieval: the same {len(next(iter(passages.values())))} passages from every server."
-            if same
-            else f"Retrieval differs between servers: {passages}"
-        )
+        if len(targets) > 1:
+            passages = {server.name: asyncio.run(retrieved(server.port, langgraph=server.name == "langgraph dev")) for server, _ in targets}
+            same = len({tuple(p) for p in passages.values()}) == 1 and all(passages.values())
+            print(
+                f"Retrieval: the same {len(next(iter(passages.values())))} passages from every server."
+                if same
+                else f"Retrieval differs between servers: {passages}"
+            )
         print("| clients | target | turns/s | runs | vs langgraph dev | turn p50 s | turn p95 s | words/turn | errors | server CPU cores | CPU ms/turn | Postgres CPU ms/turn | load |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
         for n in counts:
