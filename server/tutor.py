@@ -120,18 +120,23 @@ class Tutor:
         context = self.settings.context(profile=profile)
         # The route step decides whether the reply is translated; until it has, nothing is.
         translating = False
+        # The state after the last step, as the graph streams it: no read of the checkpoint just written.
+        values: dict[str, Any] | None = None
         try:
             # A turn whose question was saved already (`save_question`) resumes where that stopped.
             async for mode, payload in self.graph.astream(
                 None if question_saved else turn.graph_input(),
                 traced,
                 context=context,
-                stream_mode=["updates", "messages"],
+                stream_mode=["updates", "messages", "values"],
                 # With the question saved, the steps in between need no checkpoint of their own: a turn
                 # that dies is asked again, never resumed mid-way, so its state is written once, at the
                 # end (a Postgres commit per step was most of a turn's database time).
                 durability="exit" if question_saved else "async",
             ):
+                if mode == "values":
+                    values = payload
+                    continue
                 if mode == "messages":
                     chunk, metadata = payload
                     if metadata.get("langgraph_node") == "answer" and isinstance(chunk, AIMessageChunk) and chunk.text:
@@ -155,7 +160,8 @@ class Tutor:
                 # A first turn that failed leaves no empty thread behind to be listed.
                 await self.delete_thread(thread_id)
             raise
-        values = (await self.graph.aget_state(config)).values
+        if values is None:
+            values = (await self.graph.aget_state(config)).values
         result = self._result(thread_id, values, context)
         if translating and result.answer:
             # The answer streams only once its final language is known (the English one if translation failed).
