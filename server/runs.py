@@ -91,6 +91,7 @@ class RunManager:
         self.tutor = tutor
         self.store = store
         self.slots = ConcurrencyLimit(max_concurrent)
+        self.starting = asyncio.Semaphore(store.pool.max_size)
         self.metrics = metrics
         # How often this process writes its runs' new events (one transaction for all of them); readers
         # on other processes see events that much later, readers on this one at once.
@@ -130,29 +131,11 @@ class RunManager:
             raise ServerBusy()
         run_id = str(uuid.uuid4())
         try:
-            # Ownership first (inside begin_turn): another reader's thread is not found, never busy.
-            thread_id, is_new = await self.tutor.begin_turn(turn, thread_id=thread_id, reader_id=reader_id)
-            try:
-                metadata = {"run_id": run_id, "thread_id": thread_id, "new_thread": is_new}
-                await self.store.claim(run_id=run_id, thread_id=thread_id, reader_id=reader_id, metadata=metadata)
-            except ThreadBusy:
-                raise ApiError(
-                    "thread_busy",
-                    "This thread is still answering the previous message. Wait for it to finish or cancel it.",
-                    headers={"Retry-After": "1"},
-                ) from None
-            except BaseException:
-                if is_new:
-                    # Nothing half-written: a new thread whose run could not be recorded goes away.
-                    await asyncio.shield(self._forget_thread(thread_id))
-                raise
-            try:
-                # The question is stored before the reader hears of the run (the `metadata` event), so
-                # from then on a crash can lose the answer but never the question.
-                await self.tutor.save_question(turn, thread_id=thread_id)
-            except BaseException:
-                await asyncio.shield(self._abandon(run_id, thread_id, is_new=is_new))
-                raise
+            # Starting takes a few round trips on pooled connections. When hundreds of readers arrive
+            # at once they wait their turn here, not in the pools, whose short waits are there to show
+            # an outage within seconds and would fail starts that only had to queue.
+            async with self.starting:
+                thread_id, is_new, metadata = await self._begin(turn, run_id=run_id, thread_id=thread_id, reader_id=reader_id)
         except BaseException:
             self.slots.release()
             raise
@@ -162,6 +145,35 @@ class RunManager:
         self.active_by_thread[thread_id] = run.id
         run.task = asyncio.create_task(self._execute(run, turn, is_new=is_new, profile=profile), name=f"run-{run.id}")
         return run.id
+
+    async def _begin(
+        self, turn: TurnInput, *, run_id: str, thread_id: str | None, reader_id: str
+    ) -> tuple[str, bool, dict[str, Any]]:
+        """Find or make the thread, record the run, save the question: (thread id, new?, metadata)."""
+        # Ownership first (inside begin_turn): another reader's thread is not found, never busy.
+        thread_id, is_new = await self.tutor.begin_turn(turn, thread_id=thread_id, reader_id=reader_id)
+        metadata = {"run_id": run_id, "thread_id": thread_id, "new_thread": is_new}
+        try:
+            await self.store.claim(run_id=run_id, thread_id=thread_id, reader_id=reader_id, metadata=metadata)
+        except ThreadBusy:
+            raise ApiError(
+                "thread_busy",
+                "This thread is still answering the previous message. Wait for it to finish or cancel it.",
+                headers={"Retry-After": "1"},
+            ) from None
+        except BaseException:
+            if is_new:
+                # Nothing half-written: a new thread whose run could not be recorded goes away.
+                await asyncio.shield(self._forget_thread(thread_id))
+            raise
+        try:
+            # The question is stored before the reader hears of the run (the `metadata` event), so
+            # from then on a crash can lose the answer but never the question.
+            await self.tutor.save_question(turn, thread_id=thread_id)
+        except BaseException:
+            await asyncio.shield(self._abandon(run_id, thread_id, is_new=is_new))
+            raise
+        return thread_id, is_new, metadata
 
     async def check_thread_free(self, thread_id: str) -> None:
         if await self.store.thread_busy(thread_id):
