@@ -254,7 +254,8 @@ def open_local(data: dict, folder: Path, rounds: int) -> dict:
     result["local"]["rankings"] = rankings
 
     # Today's stack: the mirror, loaded from the open local-mode client exactly as BookIndex does.
-    index = BookIndex(client, COLLECTION, embeddings=_FixedDimensions(queries["dense"].shape[1]), embedding_name="bench", local=True)
+    dimensions = _FixedDimensions(queries["dense"].shape[1])
+    index = BookIndex(client, COLLECTION, embeddings=dimensions, embedding_name="bench", local=True)
     gc.collect()
     before = rss_parts()
     started = time.perf_counter()
@@ -266,9 +267,8 @@ def open_local(data: dict, folder: Path, rounds: int) -> dict:
     for q in range(n):
         dense_q = queries["dense"][q]
         mine["dense"].append([(snapshot.rows[r].id, s) for r, s in snapshot.dense_top(dense_q, PREFETCH, None)])
-        mine["sparse"].append(
-            [(snapshot.rows[r].id, s) for r, s in snapshot.sparse_top(queries["terms"][q], queries["weights"][q], PREFETCH, None)]
-        )
+        sparse_hits = snapshot.sparse_top(queries["terms"][q], queries["weights"][q], PREFETCH, None)
+        mine["sparse"].append([(snapshot.rows[r].id, s) for r, s in sparse_hits])
     latencies = []
     for _ in range(rounds):
         for q in range(n):
@@ -574,7 +574,7 @@ def fidelity(engine: dict, reference: dict) -> dict[str, float]:
 
 
 def print_set(name: str, entry: dict) -> None:
-    reference = entry["local"]["rankings"]
+    reference, hnsw = entry["local"]["rankings"], entry["edge+hnsw"]
     print(f"\n## {name}: {entry['points']} points, {len(reference['hybrid'])} questions")
     print("cost (RSS added once open and warm: anonymous = heap; file = mapped files, shared and reclaimable)")
     print(f"{'engine':<26} {'build s':>8} {'open s':>7} {'anon MB':>8} {'file MB':>8} {'p50 ms':>8} {'p95 ms':>8}")
@@ -583,7 +583,7 @@ def print_set(name: str, entry: dict) -> None:
         # The mirror sits on an open local-mode client: it adds its own load to local mode's.
         ("local mode + mirror", entry["mirror"], f"+{entry['mirror']['open_s']:.1f}"),
         ("edge", entry["edge"], f"{entry['edge']['build_s']:.1f}"),
-        ("edge, optimized (HNSW)", entry["edge+hnsw"], f"{entry['edge+hnsw']['build_s'] + entry['edge+hnsw'].get('optimize_s', 0):.1f}"),
+        ("edge, optimized (HNSW)", entry["edge+hnsw"], f"{hnsw['build_s'] + hnsw.get('optimize_s', 0):.1f}"),
     ]
     for label, engine, build in rows:
         rss, open_s = engine["rss_mb"], engine["open_s"]
@@ -602,7 +602,6 @@ def print_set(name: str, entry: dict) -> None:
     for label, found in table:
         cells = [f"{found[c]:>{max(len(c), 8)}.{2 if 'max' in c else 3}{'e' if 'max' in c else 'f'}}" for c in columns]
         print(f"{label:<26} " + " ".join(cells))
-    hnsw = entry["edge+hnsw"]
     print(
         f"(edge segments: {entry['edge']['segments']}; after optimize {hnsw['segments']}, "
         f"{hnsw['indexed_vectors']} vectors indexed, optimize {hnsw.get('optimize_s', 0):.1f} s)"
