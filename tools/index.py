@@ -7,6 +7,7 @@ does the hybrid query and Reciprocal Rank Fusion.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import uuid
@@ -122,6 +123,7 @@ class BookIndex:
         self._mirror: LocalSearch | None = None
         self._mirror_lock = threading.Lock()
         self._storage_tuned = False
+        self._dimensions_checked = False
         self._vector_cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
 
     # -- writing --------------------------------------------------------------------------------
@@ -329,6 +331,7 @@ class BookIndex:
             self._mirror = None
         self._store = None
         self._storage_tuned = False
+        self._dimensions_checked = False
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -367,6 +370,8 @@ class BookIndex:
         limit = max(PREFETCH, k)
         if self.local:
             passages = self._search_mirror(query, limit=limit, scope=search_scope(page, module))
+        elif not isinstance(self.client, QdrantClient):  # Qdrant Edge (tools/edge_client.py)
+            passages = self._search_native(query, limit=limit, page=page, module=module)
         else:
             passages = self._search_qdrant(query, limit=limit, page=page, module=module)
         return collapse_duplicates(passages)[:k]
@@ -375,6 +380,26 @@ class BookIndex:
         """The hybrid query run by Qdrant itself, through langchain-qdrant."""
         hits = self._vector_store().similarity_search_with_score(query, k=limit, filter=search_filter(page, module))
         return [_passage(doc.metadata["_id"], doc.page_content, doc.metadata, score) for doc, score in hits]
+
+    def _search_native(self, query: str, *, limit: int, page: str | None, module: str | None) -> list[Passage]:
+        """The hybrid query langchain-qdrant sends (each leg's top `limit`, fused by RRF), sent as is."""
+        if not self._dimensions_checked:
+            self._searchable_dimensions()
+            self._dimensions_checked = True
+        sparse = self.sparse.embed_query(query)
+        legs = [
+            models.Prefetch(query=self.embeddings.embed_query(query), using=DENSE, limit=limit),
+            models.Prefetch(query=models.SparseVector(indices=sparse.indices, values=sparse.values), using=SPARSE, limit=limit),
+        ]
+        hits = self.client.query_points(
+            self.collection,
+            prefetch=legs,
+            query=models.FusionQuery(fusion=models.Fusion.RRF),
+            query_filter=search_filter(page, module),
+            limit=limit,
+            with_payload=True,
+        ).points
+        return [_passage(hit.id, hit.payload["page_content"], hit.payload["metadata"], hit.score) for hit in hits]
 
     def _search_mirror(self, query: str, *, limit: int, scope: Scope) -> list[Passage]:
         """The same hybrid query, answered by the local-mode mirror (see tools/local_search.py)."""
@@ -538,7 +563,7 @@ def open_book_index(
         if key not in _open:
             client = _client(path=path, url=url, api_key=api_key)
             embeddings, name = get_embeddings(embedding_model)
-            _open[key] = BookIndex(client, collection, embeddings, name, local=not url)
+            _open[key] = BookIndex(client, collection, embeddings, name, local=isinstance(client, QdrantClient) and not url)
         return _open[key]
 
 
@@ -548,8 +573,14 @@ def _client(*, path: Path | str | None, url: str | None, api_key: str | None) ->
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     try:
+        # Which engine serves a local folder: Qdrant's local mode with the numpy mirror (the default),
+        # or Qdrant Edge ("edge", under evaluation: benchmarks/local_search.py), imported only then.
+        if os.getenv("BOOKTUTOR_LOCAL_ENGINE") == "edge":
+            from booktutor.tools.edge_client import EdgeClient
+
+            return EdgeClient(folder)  # type: ignore[return-value] - answers the calls BookIndex makes
         return QdrantClient(path=str(folder))
-    except RuntimeError as exc:  # another process holds the local-mode lock
+    except RuntimeError as exc:  # another process holds the folder (EdgeFolderLocked is one too)
         raise BookIndexError(
             f"The local index at {folder} is in use by another booktutor process "
             "(Qdrant local mode allows one). Stop it, or run a Qdrant server and set QDRANT_URL.",
