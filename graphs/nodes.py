@@ -7,7 +7,8 @@ import re
 from functools import lru_cache
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
 from langchain_core.tools import BaseTool
 from langgraph.graph import END
 from langgraph.runtime import Runtime
@@ -217,6 +218,23 @@ def cited(text: str, passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+async def _stream_answer(model: BaseChatModel, messages: list[BaseMessage], *, silence_seconds: float) -> BaseMessage:
+    """The model's whole answer, streamed (LangGraph hands each chunk to the reader as it arrives).
+
+    A model that stops sending text for `silence_seconds` fails the turn, even if its server keeps the
+    connection alive with keep-alive comments (which reset an HTTP read timeout but carry no text).
+    """
+    loop = asyncio.get_running_loop()
+    chunks = []
+    async with asyncio.timeout(silence_seconds) as silence:
+        async for chunk in model.astream(messages):
+            silence.reschedule(loop.time() + silence_seconds)
+            chunks.append(chunk)
+    if not chunks:
+        return AIMessage(content="")
+    return chunks[0] + chunks[1:] if len(chunks) > 1 else chunks[0]
+
+
 async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Write the grounded answer for this reader, citing passages as [1], [2]; tokens stream out."""
     context = _context(runtime)
@@ -235,7 +253,7 @@ async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     )
     # Building a client loads certificates from disk, so the first call happens off the event loop.
     model = await asyncio.to_thread(answer_model, offline_answer_model, context.endpoint, context.answer_model)
-    response = await model.ainvoke(messages)
+    response = await _stream_answer(model, messages, silence_seconds=context.endpoint.timeout)
     citations = cited(response.text, passages)
     message = AIMessage(
         content=response.text,

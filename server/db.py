@@ -148,6 +148,29 @@ def retry_reconnects_steadily() -> None:
     AttemptWithBackoff.DELAY_BACKOFF = 1.0
 
 
+def check_connection_every(seconds: float = 2.0):
+    """A psycopg pool `check` that pings a connection at most once every `seconds`.
+
+    Checking every checkout (psycopg_pool's `check_connection`) costs a round trip per checkpoint
+    operation, a dozen per turn. A connection that was fine moments ago almost always still is; after
+    a Postgres restart the ones it broke are pinged (and replaced) as soon as they have sat for
+    `seconds`, and one that breaks in between fails its operation as an outage, as it would mid-use.
+    """
+    import weakref
+
+    from psycopg_pool import AsyncConnectionPool
+
+    checked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    async def check(conn) -> None:
+        now = time.monotonic()
+        if now - checked.get(conn, -seconds) >= seconds:
+            await AsyncConnectionPool.check_connection(conn)
+            checked[conn] = now
+
+    return check
+
+
 @contextlib.asynccontextmanager
 async def checkpointer(url: str) -> AsyncIterator["PooledPostgresSaver"]:  # noqa: F821
     """langgraph-checkpoint-postgres on a small connection pool, its tables set up."""
@@ -164,7 +187,7 @@ async def checkpointer(url: str) -> AsyncIterator["PooledPostgresSaver"]:  # noq
         open=False,
         # After a Postgres restart, a pooled connection is checked before use instead of failing a turn;
         # while Postgres is down, a turn waiting for a connection fails in seconds, not after 30.
-        check=AsyncConnectionPool.check_connection,
+        check=check_connection_every(),
         timeout=5,
         # The checkpointer's own requirements: autocommit, no server-side prepared statements.
         kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},

@@ -1,8 +1,8 @@
 """Runs in Postgres: their records and events, shared by every server process.
 
-Any process can replay, follow, report and cancel any run. The process running a turn appends its
-events in batches (one INSERT and one NOTIFY per batch, never a row per token) and keeps a lease on
-the run; a run whose lease lapses belongs to a process that died, and the first reader to notice marks
+Any process can replay, follow, report and cancel any run. The process running turns appends their
+events in batches (one transaction for all its runs every few milliseconds, never one per token) and
+keeps a lease on each run; a run whose lease lapses belongs to a process that died, and the first reader to notice marks
 it `interrupted`. Followers wait on Postgres LISTEN/NOTIFY, so events written by one process reach
 readers on another within milliseconds.
 
@@ -23,7 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from booktutor.server.db import libpq_url, retry_reconnects_steadily
+from booktutor.server.db import check_connection_every, libpq_url, retry_reconnects_steadily
 
 log = logging.getLogger("booktutor.runs")
 
@@ -79,7 +79,7 @@ class RunStore:
             max_size=8,
             open=False,
             timeout=3,
-            check=AsyncConnectionPool.check_connection,
+            check=check_connection_every(),
             kwargs={"autocommit": True, "connect_timeout": 3, "row_factory": dict_row}
         )
         self._watchers: dict[str, set[asyncio.Event]] = {}
@@ -119,7 +119,8 @@ class RunStore:
         if payload.startswith(CANCEL):
             self.on_cancel(payload.removeprefix(CANCEL))
             return
-        self.wake(payload)
+        for run_id in payload.split(","):
+            self.wake(run_id)
 
     def wake(self, run_id: str) -> None:
         for signal in self._watchers.get(run_id, ()):
@@ -148,25 +149,28 @@ class RunStore:
 
     async def claim(self, *, run_id: str, thread_id: str, reader_id: str, metadata: dict[str, Any]) -> None:
         """Record a new running run with its `metadata` event, or raise `ThreadBusy`."""
+        insert_run = (
+            "INSERT INTO runs (id, thread_id, reader_id, owner, lease_until)"
+            " VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s))"
+        )
+        run = (run_id, thread_id, reader_id, self.owner, self.lease_seconds)
         async with self.pool.connection() as conn, conn.transaction():
-            # A run left `running` by a dead process must not hold its thread forever.
-            await self._interrupt_expired(conn, "thread_id = %s", (thread_id,))
             try:
                 async with conn.transaction():
-                    await conn.execute(
-                        "INSERT INTO runs (id, thread_id, reader_id, owner, lease_until)"
-                        " VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s))",
-                        (run_id, thread_id, reader_id, self.owner, self.lease_seconds),
-                    )
+                    await conn.execute(insert_run, run)
             except psycopg.errors.UniqueViolation:
-                raise ThreadBusy() from None
+                # A run left `running` by a dead process must not hold its thread forever: once its
+                # lease has lapsed it is interrupted, and the thread is free.
+                if not await self._interrupt_expired(conn, "thread_id = %s", (thread_id,)):
+                    raise ThreadBusy() from None
+                await conn.execute(insert_run, run)
             await conn.execute(
                 "INSERT INTO run_events (run_id, seq, event, data) VALUES (%s, 0, 'metadata', %s)",
                 (run_id, _dump(metadata)),
             )
 
-    async def append(self, run_id: str, events: list[tuple[int, str, dict[str, Any]]], *, status: str | None = None) -> None:
-        """Store a batch of events (and the final status, if given) with one NOTIFY.
+    async def append(self, run_id: str, events: list[StoredEvent], *, status: str | None = None) -> None:
+        """Store a run's events (and its final status, if given) with one NOTIFY.
 
         Raises `RunGone` when the run was ended elsewhere (its lease lapsed, say), so its task stops.
         """
@@ -175,17 +179,38 @@ class RunStore:
             row = await (await conn.execute("SELECT status FROM runs WHERE id = %s FOR UPDATE", (run_id,))).fetchone()
             if row is None or row["status"] != "running":
                 raise RunGone(run_id)
-            if events:
-                await conn.execute(
-                    "INSERT INTO run_events (run_id, seq, event, data)"
-                    " SELECT %s, * FROM unnest(%s::int[], %s::text[], %s::text[])",
-                    (run_id, [e[0] for e in events], [e[1] for e in events], [_dump(e[2]) for e in events]),
-                )
+            await self._insert(conn, {run_id: events})
             if status:
                 await conn.execute(
                     "UPDATE runs SET status = %s, finished_at = now() WHERE id = %s", (status, run_id)
                 )
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, run_id))
+
+    async def append_many(self, batch: dict[str, list[StoredEvent]]) -> set[str]:
+        """Store new events of many running runs in one transaction; the ids of runs no longer running
+        (ended elsewhere), whose events are dropped."""
+        async with self.pool.connection() as conn, conn.transaction():
+            # Locked in id order, so two writers never wait on each other in a circle.
+            cur = await conn.execute(
+                "SELECT id FROM runs WHERE id = ANY(%s) AND status = 'running' ORDER BY id FOR UPDATE", (list(batch),)
+            )
+            running = {row["id"] for row in await cur.fetchall()}
+            await self._insert(conn, {run_id: events for run_id, events in batch.items() if run_id in running})
+            # One notification names many runs (a payload holds up to 8,000 bytes).
+            ids = sorted(running)
+            payloads = [",".join(ids[i : i + 150]) for i in range(0, len(ids), 150)]
+            await conn.execute("SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", (CHANNEL, payloads))
+            return set(batch) - running
+
+    @staticmethod
+    async def _insert(conn: psycopg.AsyncConnection, batch: dict[str, list[StoredEvent]]) -> None:
+        rows = [(run_id, e.seq, e.event, _dump(e.data)) for run_id, events in batch.items() for e in events]
+        if rows:
+            await conn.execute(
+                "INSERT INTO run_events (run_id, seq, event, data)"
+                " SELECT * FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[])",
+                tuple(map(list, zip(*rows))),
+            )
 
     async def renew(self, run_ids: list[str]) -> list[str]:
         """Extend the leases of this process's runs; returns the ids someone asked to cancel."""
@@ -216,13 +241,15 @@ class RunStore:
             cur = await conn.execute("SELECT 1 FROM runs WHERE thread_id = %s AND status = 'running'", (thread_id,))
             return await cur.fetchone() is not None
 
-    async def _interrupt_expired(self, conn: psycopg.AsyncConnection, where: str, params: tuple) -> None:
+    async def _interrupt_expired(self, conn: psycopg.AsyncConnection, where: str, params: tuple) -> int:
+        """Mark runs whose lease lapsed `interrupted`, with their last event; how many there were."""
         cur = await conn.execute(
             "UPDATE runs SET status = 'interrupted', finished_at = now()"
             f" WHERE status = 'running' AND lease_until < now() AND {where} RETURNING id",
             params,
         )
-        for run_id in [row["id"] for row in await cur.fetchall()]:
+        interrupted = [row["id"] for row in await cur.fetchall()]
+        for run_id in interrupted:
             await conn.execute(
                 "INSERT INTO run_events (run_id, seq, event, data)"
                 " SELECT %s, coalesce(max(seq), -1) + 1, 'error', %s FROM run_events WHERE run_id = %s",
@@ -230,6 +257,7 @@ class RunStore:
             )
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, run_id))
             log.warning("run %s interrupted: its process stopped renewing the lease", run_id)
+        return len(interrupted)
 
     # -- reading ------------------------------------------------------------------------------------
 

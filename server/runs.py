@@ -3,9 +3,12 @@
 A run belongs to the server, not to the HTTP request that started it: a client that disconnects
 leaves the run going (and checkpointed), `GET /v1/runs/{id}/stream` with `Last-Event-ID` replays what
 it missed — on this process or any other sharing the database — and only an explicit cancel stops it.
-The process running the turn writes its events to Postgres in short batches (see `RunStore`) and
-renews a lease; when it dies, the lease lapses and the run reads as `interrupted`. Finished runs stay
-replayable for `run_retention_seconds`. One run at a time per thread, across processes.
+The process running a turn keeps the run's events in memory and serves its own readers from there, so
+a token costs a list append, not a database round trip; every `flush_seconds` it writes what all its
+runs produced since the last write in one transaction (see `RunStore.append_many`), for readers on other
+processes and for replay. It renews a lease; when it dies, the lease lapses and the run reads as
+`interrupted`. Finished runs stay replayable for `run_retention_seconds`. One run at a time per thread,
+across processes.
 """
 
 from __future__ import annotations
@@ -44,19 +47,31 @@ class Event:
 
 @dataclass
 class LocalRun:
-    """A run executing in this process: its task and the events not yet written."""
+    """A run executing in this process: every event it published, and how many are stored."""
 
     id: str
     thread_id: str
     reader_id: str
     started: float = field(default_factory=time.monotonic)
-    next_seq: int = 1
-    pending: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+    # Sequence numbers are list positions: event 0 is the `metadata` event `claim` stored.
+    events: list[StoredEvent] = field(default_factory=list)
+    stored: int = 1
+    # Set (then replaced by a fresh one) whenever events arrive, the run ends or it is lost.
+    news: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: bool = False
+    # Ended by someone else (its lease lapsed while this process stalled): readers go to the database.
+    gone: bool = False
     task: asyncio.Task | None = None
-    flush: asyncio.Task | None = None
-    write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Answer text not yet published, and when a token event last went out (see `_publish_token`).
+    unsent_text: str = ""
+    unsent_timer: asyncio.TimerHandle | None = None
+    last_token_at: float = 0.0
     # The final status when the database could not take it yet; the heartbeat retries.
     unsaved_status: str | None = None
+
+    def notify(self) -> None:
+        self.news.set()
+        self.news = asyncio.Event()
 
 
 class RunManager:
@@ -69,14 +84,24 @@ class RunManager:
         *,
         max_concurrent: int,
         metrics: Metrics,
-        flush_seconds: float = 0.01,
+        flush_seconds: float = 0.025,
+        coalesce_seconds: float = 0.01,
         poll_seconds: float = 1.0,
     ) -> None:
         self.tutor = tutor
         self.store = store
         self.slots = ConcurrencyLimit(max_concurrent)
         self.metrics = metrics
+        # How often this process writes its runs' new events (one transaction for all of them); readers
+        # on other processes see events that much later, readers on this one at once.
         self.flush_seconds = flush_seconds
+        # Answer text arriving within this long of the previous token event joins the next one: a
+        # model streaming in bursts (or a loop that fell behind) sends fewer, larger events.
+        self.coalesce_seconds = coalesce_seconds
+        self._flush: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Task | None = None
+        # One writer at a time, so each run's events land in order.
+        self._write_lock = asyncio.Lock()
         # Followers also look every `poll_seconds` without a notification, to notice a lapsed lease.
         self.poll_seconds = poll_seconds
         # Runs are tasks on the loop that served the lifespan; tests and shutdown reach them through it.
@@ -108,12 +133,8 @@ class RunManager:
             # Ownership first (inside begin_turn): another reader's thread is not found, never busy.
             thread_id, is_new = await self.tutor.begin_turn(turn, thread_id=thread_id, reader_id=reader_id)
             try:
-                await self.store.claim(
-                    run_id=run_id,
-                    thread_id=thread_id,
-                    reader_id=reader_id,
-                    metadata={"run_id": run_id, "thread_id": thread_id, "new_thread": is_new},
-                )
+                metadata = {"run_id": run_id, "thread_id": thread_id, "new_thread": is_new}
+                await self.store.claim(run_id=run_id, thread_id=thread_id, reader_id=reader_id, metadata=metadata)
             except ThreadBusy:
                 raise ApiError(
                     "thread_busy",
@@ -136,6 +157,7 @@ class RunManager:
             self.slots.release()
             raise
         run = LocalRun(id=run_id, thread_id=thread_id, reader_id=reader_id)
+        run.events.append(StoredEvent(0, "metadata", metadata))
         self.runs[run.id] = run
         self.active_by_thread[thread_id] = run.id
         run.task = asyncio.create_task(self._execute(run, turn, is_new=is_new, profile=profile), name=f"run-{run.id}")
@@ -165,40 +187,78 @@ class RunManager:
             log.warning("could not remove the new thread %s of a run that did not start", thread_id)
 
     def _publish(self, run: LocalRun, event: str, **data: Any) -> None:
-        """Queue an event; it is written with whatever else arrives in the next few milliseconds."""
-        run.pending.append((run.next_seq, event, data))
-        run.next_seq += 1
-        if run.flush is None:
-            run.flush = asyncio.create_task(self._flush_soon(run))
+        """Hand an event to this process's readers now; it is stored with the next batch."""
+        if event != "token":
+            self._send_text(run)
+        run.events.append(StoredEvent(len(run.events), event, data))
+        run.notify()
+        if self._flush is None:
+            self._flush = self.loop.call_later(self.flush_seconds, self._start_flush)
 
-    async def _flush_soon(self, run: LocalRun) -> None:
-        await asyncio.sleep(self.flush_seconds)
-        run.flush = None
-        try:
-            await self._write(run)
-        except RunGone:
-            # Ended elsewhere (its lease lapsed while this process was stalled): stop answering.
-            if run.task and not run.task.done():
-                run.task.cancel()
-        except Exception as exc:
-            # The events stay queued and go with the next batch; the turn itself fails if Postgres is down.
-            log.warning("could not store run events yet: %s", exc)
+    def _publish_token(self, run: LocalRun, text: str) -> None:
+        """Answer text goes out at once unless a token event went out within `coalesce_seconds`; then
+        it waits for the rest of that interval and goes with whatever else arrived meanwhile."""
+        run.unsent_text += text
+        if run.unsent_timer is not None:
+            return
+        wait = run.last_token_at + self.coalesce_seconds - time.monotonic()
+        if wait <= 0:
+            self._send_text(run)
+        else:
+            run.unsent_timer = self.loop.call_later(wait, self._send_text, run)
 
-    async def _write(self, run: LocalRun, *, status: str | None = None) -> None:
-        # One writer at a time per run, so batches land in order.
-        async with run.write_lock:
-            batch = run.pending
-            if not batch and status is None:
+    def _send_text(self, run: LocalRun) -> None:
+        if run.unsent_timer is not None:
+            run.unsent_timer.cancel()
+            run.unsent_timer = None
+        if run.unsent_text:
+            text, run.unsent_text = run.unsent_text, ""
+            run.last_token_at = time.monotonic()
+            self._publish(run, "token", text=text)
+
+    def _start_flush(self) -> None:
+        self._flush = None
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._write_batch())
+        else:
+            # A write is still going: look again once it could have finished.
+            self._flush = self.loop.call_later(self.flush_seconds, self._start_flush)
+
+    async def _write_batch(self) -> None:
+        """Store every local run's new events in one transaction; runs ended elsewhere stop."""
+        async with self._write_lock:
+            batch = {run.id: run.events[run.stored :] for run in self.runs.values() if len(run.events) > run.stored}
+            if not batch:
                 return
-            run.pending = []
             try:
-                await self.store.append(run.id, batch, status=status)
-            except RunGone:
-                raise
-            except BaseException:
-                run.pending = batch + run.pending
-                raise
-        self.store.wake(run.id)
+                gone = await self.store.append_many(batch)
+            except Exception as exc:
+                # The events stay unstored and go with the next batch (or the run's final write).
+                log.warning("could not store run events yet: %s", exc)
+                if self._flush is None:
+                    self._flush = self.loop.call_later(max(self.flush_seconds, 0.5), self._start_flush)
+                return
+            for run_id, events in batch.items():
+                run = self.runs.get(run_id)
+                if run is None:
+                    continue
+                if run_id in gone:
+                    self._lose(run)
+                else:
+                    run.stored = max(run.stored, events[-1].seq + 1)
+
+    def _lose(self, run: LocalRun) -> None:
+        """The database says the run ended elsewhere: its readers follow the database, its task stops."""
+        run.gone = True
+        run.notify()
+        if run.task and not run.task.done():
+            run.task.cancel()
+
+    async def _write_final(self, run: LocalRun, status: str) -> None:
+        async with self._write_lock:
+            events = run.events[run.stored :]
+            await self.store.append(run.id, events, status=status)
+            run.stored = len(run.events)
 
     async def _execute(self, run: LocalRun, turn: TurnInput, *, is_new: bool, profile: dict[str, Any] | None) -> None:
         thread_id_var.set(run.thread_id)
@@ -219,7 +279,7 @@ class RunManager:
                     if first_token_at is None:
                         first_token_at = time.monotonic()
                         self.metrics.time_to_first_token.observe(first_token_at - run.started)
-                    self._publish(run, "token", text=data["text"])
+                    self._publish_token(run, data["text"])
                 elif kind == "step":
                     if data.get("step") == "rewrite_query":
                         rewrite_done = time.monotonic()
@@ -261,19 +321,20 @@ class RunManager:
                 self.metrics.errors.labels("internal_error").inc()
                 self._publish(run, "error", code="internal_error", message="Something went wrong while answering.")
         finally:
+            self._send_text(run)
+            run.ended = True
+            run.notify()
             self.active_by_thread.pop(run.thread_id, None)
             self.slots.release()
             self.metrics.run_seconds.labels(status).observe(time.monotonic() - run.started)
             await asyncio.shield(self._finish(run, status))
 
     async def _finish(self, run: LocalRun, status: str) -> None:
-        if run.flush is not None:
-            run.flush.cancel()
-            run.flush = None
         try:
-            await self._write(run, status=status)
+            await self._write_final(run, status)
         except RunGone:
-            pass
+            # Its readers hear how the database says it ended, not how this process thought it did.
+            self._lose(run)
         except Exception as exc:
             log.warning("run %s ended (%s) but could not be stored yet: %s", run.id, status, exc)
             run.unsaved_status = status
@@ -305,20 +366,55 @@ class RunManager:
             raise ApiError("run_not_found", "No such run (it may have expired).")
         return record
 
-    @staticmethod
-    def resume_position(record: RunRecord, last_event_id: str | None) -> int:
-        """The sequence number a client last saw, from its Last-Event-ID; -1 replays everything."""
+    def resume_position(self, record: RunRecord, last_event_id: str | None) -> int:
+        """The sequence number a client last saw, from its Last-Event-ID; -1 replays everything.
+
+        A running run may have published more than it has stored yet (its process writes in batches),
+        so while it runs a position past the stored events is accepted and the reader waits there. When
+        that process died, what it had not stored is gone and the run ends with its `run_interrupted`
+        event, which a reader who had seen further still gets.
+        """
         if not last_event_id:
             return -1
         run_part, _, sequence = last_event_id.rpartition(":")
         if run_part != record.id or not sequence.isdigit():
             raise ApiError("invalid_last_event_id", "Last-Event-ID does not belong to this run.")
-        if int(sequence) >= record.events:
+        seen = int(sequence)
+        local = self.runs.get(record.id)
+        if local is not None:
+            published = len(local.events)
+        elif record.status == "running":
+            return seen
+        elif record.status == "interrupted":
+            return min(seen, record.events - 2)
+        else:
+            published = record.events
+        if seen >= published:
             raise ApiError("invalid_last_event_id", "Last-Event-ID is ahead of this run's events.")
-        return int(sequence)
+        return seen
 
     async def follow(self, run_id: str, *, reader_id: str, after: int = -1) -> AsyncIterator[Event]:
         """Events with a sequence number above `after`, then every new one until the run ends.
+
+        A run executing in this process is read from memory; any other from the database.
+        """
+        run = self.runs.get(run_id)
+        if run is not None and run.reader_id == reader_id:
+            position = after
+            while not run.gone:
+                news = run.news
+                for item in run.events[position + 1 :]:
+                    position = item.seq
+                    yield _event(run_id, item)
+                if run.ended:
+                    return
+                await news.wait()
+            after = position
+        async for item in self._follow_stored(run_id, reader_id=reader_id, after=after):
+            yield item
+
+    async def _follow_stored(self, run_id: str, *, reader_id: str, after: int) -> AsyncIterator[Event]:
+        """Follow a run through the database: read, then wait for a notification (or `poll_seconds`).
 
         With the database unreachable the stream ends with a `database_unavailable` error event. It
         carries the id of the last event delivered (none if nothing was), so a client resuming with
@@ -384,7 +480,9 @@ class RunManager:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self._heartbeat.cancel()
-        await asyncio.gather(self._heartbeat, return_exceptions=True)
+        if self._flush is not None:
+            self._flush.cancel()
+        await asyncio.gather(self._heartbeat, *[t for t in [self._flushing] if t], return_exceptions=True)
 
 
 def _event(run_id: str, item: StoredEvent) -> Event:

@@ -127,6 +127,10 @@ class Tutor:
                 traced,
                 context=context,
                 stream_mode=["updates", "messages"],
+                # With the question saved, the steps in between need no checkpoint of their own: a turn
+                # that dies is asked again, never resumed mid-way, so its state is written once, at the
+                # end (a Postgres commit per step was most of a turn's database time).
+                durability="exit" if question_saved else "async",
             ):
                 if mode == "messages":
                     chunk, metadata = payload

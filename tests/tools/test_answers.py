@@ -22,12 +22,12 @@ UNSEEN_SAMPLE = REPO / "eval" / "unseen-sample-book.jsonl"
 KEY_TERMS = 0.50
 HALF_OR_MORE = 0.60
 ANSWERABLE_DECLINED = 0.05
-# What the unseen sets show today, below the targets in places (a regression guard, not the target): the
-# physical-AI pages' answers hold half their key terms in 9 of 16 (56 %); of their 5 off-topic questions
-# 3 are declined ("sourdough starter" finds a "Starter Code" section, a circuit-board question finds
-# "Actuators"), and 5 of the sample book's 6. The threshold is never tuned on these sets.
-UNSEEN_HALF_OR_MORE = 0.55
-UNSEEN_OFF_TOPIC_DECLINED = 0.60
+# What the unseen sets show today (a regression guard; the threshold is never tuned on these sets): their
+# answers hold half their key terms in 13 of 16 (physical-AI pages) and 17 of 21 (sample book); of their
+# off-topic questions 4 of 5 and 5 of 6 are declined, short of the 90 % target: a circuit-board question
+# still finds "Actuators" and "How do legged walking robots keep their balance?" a caster "for balance".
+UNSEEN_HALF_OR_MORE = 0.80
+UNSEEN_OFF_TOPIC_DECLINED = 0.80
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,8 @@ async def test_the_sample_books_first_questions_get_their_answers(sample_book_in
         ("What is Pip's track width?", "0.16"),
         ("How does it turn in place?", "| `v_L = -v_R` | Spins in place around its centre, `v = 0` |"),
         ("How do I get started tuning PID on a real robot?", "1. Set `Ki` and `Kd` to zero."),
+        # The README's quick-start question: the derivative section, not the index page's list of chapters.
+        ("How does a PID controller use the derivative term?", "The derivative term looks at **how fast the error is changing**"),
     ]:
         item = {"question": question}
         _, passages = await retrieve_for(sample_book_index, item, k=5)
