@@ -332,14 +332,19 @@ class BookIndex:
             models.Prefetch(query=self.embeddings.embed_query(query), using=DENSE, limit=limit),
             models.Prefetch(query=models.SparseVector(indices=sparse.indices, values=sparse.values), using=SPARSE, limit=limit),
         ]
+        # Every fused candidate (at most both legs' worth), so the cut below is ours.
         hits = self.client.query_points(
             self.collection,
             prefetch=legs,
             query=models.FusionQuery(fusion=models.Fusion.RRF),
             query_filter=search_filter(page, module),
-            limit=limit,
+            limit=2 * limit,
             with_payload=True,
         ).points
+        # RRF ties often (first in one leg and third in the other, or the reverse, sum to the same
+        # score), and Qdrant returns equal fused scores in an order that changes from query to query
+        # (it collects them in a hash map). Point id order makes the same question rank the same way.
+        hits = sorted(hits, key=lambda hit: (-hit.score, str(hit.id)))[:limit]
         return [_passage(hit.id, hit.payload["page_content"], hit.payload["metadata"], hit.score) for hit in hits]
 
     def warm(self) -> None:

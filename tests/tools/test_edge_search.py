@@ -128,7 +128,9 @@ def test_each_leg_and_the_fusion_rank_every_dev_question_as_qdrant_does(book_ind
         by_qdrant = rrf(*tie_broken)
         assert [p["score"] for p in fused] == pytest.approx([s for _, s in by_qdrant[:PREFETCH]], rel=1e-5), question
         # Fused scores tie too (first in one leg and third in the other, or the reverse): any order of
-        # equal scores, and any of them at the cut, is Qdrant's answer.
+        # equal scores, and any of them at the cut, is Qdrant's answer; ours is point id order, so that
+        # a question ranks the same way every time.
+        assert fused == sorted(fused, key=lambda p: (-p["score"], p["id"])), question
         for passage in fused:
             assert passage["id"] in {i for i, s in by_qdrant if s == pytest.approx(passage["score"], rel=1e-5)}, question
         paths.update({p["id"]: p["path"] for p in fused})
