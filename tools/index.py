@@ -323,7 +323,7 @@ class BookIndex:
         return [_passage(doc.metadata["_id"], doc.page_content, doc.metadata, score) for doc, score in hits]
 
     def _search_native(self, query: str, *, limit: int, page: str | None, module: str | None) -> list[Passage]:
-        """The hybrid query langchain-qdrant sends (each leg's top `limit`, fused by RRF), sent as is."""
+        """The hybrid query langchain-qdrant sends a server (each leg's top `limit`, fused by RRF), run by Edge."""
         if not self._dimensions_checked:
             self._searchable_dimensions()
             self._dimensions_checked = True
