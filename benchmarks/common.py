@@ -253,6 +253,23 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
+def graph_env(home: Path, *, model_port: int) -> dict[str, str]:
+    """The environment the graph reads its context from: the scripted model and a book index folder.
+
+    Every server under test gets this, so they answer the same question with the same retrieval.
+    """
+    return {
+        **_clean_env(),
+        "BOOKTUTOR_HOME": str(home),
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{model_port}/v1",
+        "OPENAI_API_KEY": "bench",
+        "BOOKTUTOR_ANSWER_MODEL": "bench-answer",
+        "BOOKTUTOR_REWRITE_MODEL": "bench-rewrite",
+        "BOOKTUTOR_MODEL_RETRIES": "0",
+        "BOOKTUTOR_MODEL_TIMEOUT": "600",
+    }
+
+
 @dataclass
 class Server:
     name: str
@@ -268,15 +285,8 @@ def booktutor_serve(name: str, python: str, *, model_port: int, extra_env: dict[
     port = free_port()
     with database() as url:
         env = {
-            **_clean_env(),
-            "BOOKTUTOR_HOME": str(home),
+            **graph_env(home, model_port=model_port),
             "DATABASE_URL": url,
-            "OPENAI_BASE_URL": f"http://127.0.0.1:{model_port}/v1",
-            "OPENAI_API_KEY": "bench",
-            "BOOKTUTOR_ANSWER_MODEL": "bench-answer",
-            "BOOKTUTOR_REWRITE_MODEL": "bench-rewrite",
-            "BOOKTUTOR_MODEL_RETRIES": "0",
-            "BOOKTUTOR_MODEL_TIMEOUT": "600",
             "BOOKTUTOR_ALLOW_ANONYMOUS": "true",
             "BOOKTUTOR_RATE_LIMIT": "1000000/minute",
             "BOOKTUTOR_ANONYMOUS_RATE_LIMIT": "1000000/minute",

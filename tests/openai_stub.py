@@ -401,9 +401,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._start_sse()
             if reply.kind == "text":
                 self._send_event(chunk({"role": "assistant", "content": "", "refusal": None}))
-                for tok in tokens:
+                for n, tok in enumerate(tokens):
                     if owner.token_delay:
                         time.sleep(owner.token_delay)
+                    if n == 1 and owner.keepalive_stall:
+                        # Alive but saying nothing: SSE comments only, as servers send during long generations.
+                        until = time.monotonic() + owner.keepalive_stall
+                        while time.monotonic() < until:
+                            self._send_chunk(b": keep-alive\n\n")
+                            time.sleep(0.05)
                     self._send_event(chunk({"content": tok}))
                 self._send_event(chunk({}, "stop"))
             else:
@@ -526,6 +532,8 @@ class ScriptedOpenAI:
         self.all_requests: list[dict[str, Any]] = []
         #: Seconds to wait before each streamed token, to make an answer slow enough to interrupt.
         self.token_delay = 0.0
+        #: Seconds of keep-alive comments (and no text) after a streamed reply's first token.
+        self.keepalive_stall = 0.0
 
     # ------------------------------------------------------------ scripting
     def reply(self, text: str) -> None:

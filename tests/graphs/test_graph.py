@@ -176,6 +176,20 @@ async def test_urdu_answers_reach_the_first_token_as_fast_as_english(tutor, lang
     assert urdu <= 1.2 * english, (english, urdu)
 
 
+async def test_a_model_that_stops_sending_text_fails_the_turn_though_it_keeps_the_connection_alive(tutor, language_model):
+    """Keep-alive comments reset an HTTP read timeout; the answer still gives up after the model timeout."""
+    import time
+
+    tutor.settings = tutor.settings.model_copy(update={"model_timeout": 1.0})
+    language_model.keepalive_stall = 3
+    language_model.reply("Nodes publish messages on topics [1].")
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await tutor.run_turn(TurnInput(TOPICS))
+    assert time.monotonic() - started < 2.5
+
+
 async def test_tools_work_for_a_tool_calling_agent(tutor, language_model, book_index):
     from langchain_openai import ChatOpenAI
 
