@@ -26,7 +26,7 @@ class Context:
     home: str = _setting("home")
     """Data folder of the embedded defaults (the local Qdrant index lives in `<home>/qdrant`)."""
     qdrant_url: Optional[str] = _setting("qdrant_url")
-    """A Qdrant server; unset means Qdrant local mode in the data folder."""
+    """A Qdrant server; unset means the local index (Qdrant Edge) in the data folder."""
     qdrant_api_key: Optional[str] = _setting("qdrant_api_key")
     """API key for the Qdrant server."""
     collection: str = _setting("collection")
@@ -61,7 +61,7 @@ class Context:
 
 
 def open_index(context: Context) -> BookIndex:
-    """The book index a context points at: a Qdrant server, or local mode in `<home>/qdrant`.
+    """The book index a context points at: a Qdrant server, or Qdrant Edge in `<home>/qdrant`.
 
     `open_book_index` keeps one client per location, so every caller shares the one opened index.
     """

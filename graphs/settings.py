@@ -117,7 +117,7 @@ class Settings(BaseSettings):
 
     @property
     def qdrant_path(self) -> Path:
-        """Where Qdrant local mode keeps the index when no QDRANT_URL is set."""
+        """Where the local index (Qdrant Edge) is kept when no QDRANT_URL is set."""
         return local_index_path(self.home)
 
     @property

@@ -1,9 +1,9 @@
 """Ingestion and query benchmark at book scale: prints numbers, asserts nothing.
 
 Builds an N-chapter book by replicating a docs folder under different paths (as Docusaurus versioned
-docs do), ingests it into a fresh Qdrant local-mode index, ingests it again unchanged, then times
-hybrid queries (query embedding included) from an evaluation set: through booktutor's search (the
-in-memory mirror in local mode) and, side by side, through Qdrant local mode's own hybrid query.
+docs do), ingests it into a fresh local index (Qdrant Edge), ingests it again unchanged, then times
+hybrid queries (query embedding included) from an evaluation set through booktutor's search.
+benchmarks/local_search.py compares the local engines themselves.
 
     python scripts/bench_retrieval.py --chapters 1000
     python scripts/bench_retrieval.py --chapters 1000 --json
@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from booktutor.tools.docusaurus.pages import find_doc_files  # noqa: E402
 from booktutor.tools.evaluation import load_questions  # noqa: E402
-from booktutor.tools.index import PREFETCH, close_all, open_book_index  # noqa: E402
+from booktutor.tools.index import close_all, open_book_index  # noqa: E402
 from booktutor.tools.ingest import ingest_book  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "physical-ai-book"
@@ -81,7 +81,7 @@ def main() -> None:
 
         questions = [q["question"] for q in load_questions(args.questions)]
         started = time.perf_counter()
-        index.warm()  # local mode: load the in-memory search mirror, as `booktutor serve` does at start
+        index.warm()  # open the index, as `booktutor serve` does at start
         warm_seconds = time.perf_counter() - started
         index.search(questions[0], k=5)
         latencies = []
@@ -90,12 +90,6 @@ def main() -> None:
                 started = time.perf_counter()
                 index.search(question, k=5)
                 latencies.append((time.perf_counter() - started) * 1000)
-        # The same queries answered by Qdrant local mode's own hybrid query, for comparison.
-        qdrant_latencies = []
-        for question in questions:
-            started = time.perf_counter()
-            index._search_qdrant(question, limit=PREFETCH, page=None, module=None)
-            qdrant_latencies.append((time.perf_counter() - started) * 1000)
         close_all()
 
     report = {
@@ -111,8 +105,6 @@ def main() -> None:
         "query_ms_p50": round(statistics.median(latencies), 1),
         "query_ms_p95": round(percentile(latencies, 0.95), 1),
         "queries": len(latencies),
-        "qdrant_local_query_ms_p50": round(statistics.median(qdrant_latencies), 1),
-        "qdrant_local_query_ms_p95": round(percentile(qdrant_latencies, 0.95), 1),
     }
     if args.json:
         print(json.dumps(report))

@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Opening the index here loads the embedding model once, before the first reader waits for it.
             app.state.index = await asyncio.to_thread(open_index, settings.context())
             await asyncio.to_thread(app.state.index.embeddings.embed_query, "warm up")
-            # In local mode, searches run on an in-memory mirror of the index; load it now, not on the
+            # Open the index (a local folder's Edge shard) and check its embedding size now, not on the
             # first question.
             await asyncio.to_thread(app.state.index.warm)
             release_freed_memory()

@@ -337,7 +337,7 @@ def serve(
         err.print(f"[bold red]error[/] (bad_settings): {error.errors()[0]['msg']}", highlight=False)
         raise typer.Exit(1)
     if workers > 1 and not settings.qdrant_url:
-        # Qdrant's local mode locks its folder to one process; a second worker could not open the index.
+        # The local index (Qdrant Edge) locks its folder to one process; a second worker could not open it.
         _fail(
             BooktutorError(
                 f"--workers {workers} needs a Qdrant server: the local index in {settings.qdrant_path} can be "

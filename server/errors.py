@@ -62,6 +62,7 @@ STATUS_BY_CODE = {
     "model_required": 503,
     "index_empty": 503,
     "index_locked": 503,
+    "index_needs_rebuild": 503,
     "index_unavailable": 503,
     "index_unconfigured": 503,
     "embedding_mismatch": 503,

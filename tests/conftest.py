@@ -160,7 +160,7 @@ def corpus_home(tmp_path_factory, database_url) -> Path:
 
 @pytest.fixture(scope="session")
 def book_home(tmp_path_factory, corpus_home) -> Path:
-    """A copy of `corpus_home` for this test process (Qdrant local mode lets one process open a folder)."""
+    """A copy of `corpus_home` for this test process (one process at a time may open a local index folder)."""
     home = tmp_path_factory.mktemp("book-home")
     shutil.copytree(corpus_home / "qdrant", home / "qdrant")
     return home
@@ -168,7 +168,7 @@ def book_home(tmp_path_factory, corpus_home) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def close_indexes_at_the_end() -> Iterator[None]:
-    """Close local-mode clients before the interpreter shuts down (their finalizers fail noisily then)."""
+    """Close every index client before the interpreter shuts down, releasing local folders' locks."""
     yield
     from booktutor.tools.index import close_all
 

@@ -1,8 +1,8 @@
 """The book index: one Qdrant collection with a dense and a sparse vector per chunk.
 
-Local mode (a folder) by default, a Qdrant server when a URL is given; the same client code runs both.
-Points use langchain-qdrant's payload layout (`page_content` + `metadata`) so `QdrantVectorStore`
-does the hybrid query and Reciprocal Rank Fusion.
+A folder on Qdrant Edge (Qdrant's engine in the process, tools/edge_client.py) by default, a Qdrant
+server when a URL is given; the same client calls run both. Points use langchain-qdrant's payload
+layout (`page_content` + `metadata`); Qdrant does the hybrid query and Reciprocal Rank Fusion.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from hashlib import sha256
@@ -19,12 +18,12 @@ from typing import Iterable, NamedTuple, TypedDict
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
-from langchain_qdrant import QdrantVectorStore, RetrievalMode, SparseVector
+from langchain_qdrant import QdrantVectorStore, RetrievalMode
 from qdrant_client import QdrantClient, models
 
+from booktutor.tools.edge_client import EdgeClient, EdgeFolderLocked
 from booktutor.tools.embeddings import get_embeddings
 from booktutor.tools.errors import BookIndexError
-from booktutor.tools.local_search import LocalSearch, Scope
 from booktutor.tools.sparse import BM25SparseEmbeddings, terms
 
 DENSE = "dense"
@@ -102,26 +101,14 @@ def chunk_id(path: str, file_hash: str, index: int) -> str:
 class BookIndex:
     """Write and search the chunks of one book."""
 
-    def __init__(
-        self,
-        client: QdrantClient,
-        collection: str,
-        embeddings: Embeddings,
-        embedding_name: str,
-        *,
-        local: bool = False,
-    ):
-        """`local`: the client is in local mode, so searches run on an in-process vector mirror."""
+    def __init__(self, client: QdrantClient | EdgeClient, collection: str, embeddings: Embeddings, embedding_name: str):
         self.client = client
         self.collection = collection
         self.embeddings = embeddings
         self.embedding_name = embedding_name
         self.sparse = BM25SparseEmbeddings()
-        self.local = local
         self._store: QdrantVectorStore | None = None
-        self._mirror: LocalSearch | None = None
-        self._mirror_lock = threading.Lock()
-        self._storage_tuned = False
+        self._dimensions_checked = False
         self._vector_cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
 
     # -- writing --------------------------------------------------------------------------------
@@ -141,11 +128,8 @@ class BookIndex:
             "metadata.page_url": models.PayloadSchemaType.KEYWORD,
             "metadata.chunk_index": models.PayloadSchemaType.INTEGER,
         }
-        with warnings.catch_warnings():
-            # Local mode warns that payload indexes are a server feature; the server needs them.
-            warnings.simplefilter("ignore")
-            for field_name, schema in indexed.items():
-                self.client.create_payload_index(self.collection, field_name, schema)
+        for field_name, schema in indexed.items():
+            self.client.create_payload_index(self.collection, field_name, schema)
 
     def _check_dimensions(self, dimensions: int) -> None:
         vectors = self.client.get_collection(self.collection).config.params.vectors
@@ -251,26 +235,7 @@ class BookIndex:
             )
             for record, d, s in zip(records, dense, sparse)
         ]
-        self._tune_local_storage()
-        # Held while Qdrant and the mirror change together, so a mirror loading meanwhile cannot miss
-        # the change.
-        with self._mirror_lock:
-            self._upsert_and_prune(records, dense, sparse, points, replacing)
-
-    def _upsert_and_prune(
-        self,
-        records: list[ChunkRecord],
-        dense: list[list[float]],
-        sparse: list[SparseVector],
-        points: list[models.PointStruct],
-        replacing: set[str] | None,
-    ) -> None:
         self.client.upsert(self.collection, points, wait=True)
-        if self._mirror is not None:
-            self._mirror.upsert(
-                LocalSearch.row(point.id, d, s.indices, s.values, point.payload)
-                for point, d, s in zip(points, dense, sparse)
-            )
         kept: dict[str, list[str]] = {}
         for record in records:
             kept.setdefault(record.path, []).append(record.id)
@@ -286,49 +251,22 @@ class BookIndex:
                 ),
                 wait=True,
             )
-            if self._mirror is not None:
-                self._mirror.delete(paths=[path], keep_ids=ids)
-
-    def _tune_local_storage(self) -> None:
-        """Stop local mode from syncing the disk after every single point it writes.
-
-        qdrant-client persists each point in its own SQLite transaction, and SQLite's default journal
-        syncs the disk on every commit: about 2 ms a point, 40 s for a 19,000-chunk book. A write-ahead
-        log with synchronous=NORMAL keeps the file consistent and the commits in order after a crash;
-        a power cut can lose the last few commits, which is exactly what an interrupted ingest already
-        tolerates (a file counts as ingested only once its first chunk, written last, is in).
-        """
-        if not self.local or self._storage_tuned:
-            return
-        # qdrant-client exposes no option for this, so reach the connection it opened; if a future
-        # release moves it, writes simply stay as durable (and slow) as before.
-        collection = getattr(getattr(self.client, "_client", None), "collections", {}).get(self.collection)
-        connection = getattr(getattr(collection, "storage", None), "storage", None)
-        if connection is not None:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-        self._storage_tuned = True
 
     def remove_paths(self, paths: Iterable[str]) -> None:
         paths = list(paths)
         if not paths or not self.client.collection_exists(self.collection):
             return
-        with self._mirror_lock:
-            self.client.delete(
-                self.collection,
-                models.Filter(must=[models.FieldCondition(key="metadata.path", match=models.MatchAny(any=paths))]),
-                wait=True,
-            )
-            if self._mirror is not None:
-                self._mirror.delete(paths=paths)
+        self.client.delete(
+            self.collection,
+            models.Filter(must=[models.FieldCondition(key="metadata.path", match=models.MatchAny(any=paths))]),
+            wait=True,
+        )
 
     def drop(self) -> None:
-        with self._mirror_lock:
-            if self.client.collection_exists(self.collection):
-                self.client.delete_collection(self.collection)
-            self._mirror = None
+        if self.client.collection_exists(self.collection):
+            self.client.delete_collection(self.collection)
         self._store = None
-        self._storage_tuned = False
+        self._dimensions_checked = False
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -340,6 +278,14 @@ class BookIndex:
     def _searchable_dimensions(self) -> int:
         """The embedding size, once the index is known to exist and to match the embedding model."""
         if not self.client.collection_exists(self.collection):
+            if isinstance(self.client, EdgeClient) and self.client.has_local_mode_collection(self.collection):
+                raise BookIndexError(
+                    f"The index in {self.client.path} was written by an earlier booktutor (Qdrant local mode) "
+                    "and must be rebuilt once for Qdrant Edge: run `booktutor ingest PATH` with the docs folder "
+                    f"you ingested before (the same BOOKTUTOR_HOME). Afterwards {self.client.path / 'collection'} "
+                    "can be deleted.",
+                    code="index_needs_rebuild",
+                )
             raise BookIndexError(
                 "The book index is empty. Run `booktutor ingest PATH` with your docs folder first.",
                 code="index_empty",
@@ -365,8 +311,8 @@ class BookIndex:
     def search(self, query: str, *, k: int = 5, page: str | None = None, module: str | None = None) -> list[Passage]:
         """Hybrid (dense + BM25) search fused with RRF, near-duplicates collapsed."""
         limit = max(PREFETCH, k)
-        if self.local:
-            passages = self._search_mirror(query, limit=limit, scope=search_scope(page, module))
+        if isinstance(self.client, EdgeClient):
+            passages = self._search_native(query, limit=limit, page=page, module=module)
         else:
             passages = self._search_qdrant(query, limit=limit, page=page, module=module)
         return collapse_duplicates(passages)[:k]
@@ -376,54 +322,45 @@ class BookIndex:
         hits = self._vector_store().similarity_search_with_score(query, k=limit, filter=search_filter(page, module))
         return [_passage(doc.metadata["_id"], doc.page_content, doc.metadata, score) for doc, score in hits]
 
-    def _search_mirror(self, query: str, *, limit: int, scope: Scope) -> list[Passage]:
-        """The same hybrid query, answered by the local-mode mirror (see tools/local_search.py)."""
-        mirror = self.mirror()
+    def _search_native(self, query: str, *, limit: int, page: str | None, module: str | None) -> list[Passage]:
+        """The hybrid query langchain-qdrant sends a server (each leg's top `limit`, fused by RRF), run by Edge."""
+        if not self._dimensions_checked:
+            self._searchable_dimensions()
+            self._dimensions_checked = True
         sparse = self.sparse.embed_query(query)
-        hits = mirror.search(self.embeddings.embed_query(query), sparse.indices, sparse.values, limit=limit, scope=scope)
-        return [_passage(row.id, row.payload["page_content"], row.payload["metadata"], score) for row, score in hits]
+        legs = [
+            models.Prefetch(query=self.embeddings.embed_query(query), using=DENSE, limit=limit),
+            models.Prefetch(query=models.SparseVector(indices=sparse.indices, values=sparse.values), using=SPARSE, limit=limit),
+        ]
+        # Every fused candidate (at most both legs' worth), so the cut below is ours.
+        hits = self.client.query_points(
+            self.collection,
+            prefetch=legs,
+            query=models.FusionQuery(fusion=models.Fusion.RRF),
+            query_filter=search_filter(page, module),
+            limit=2 * limit,
+            with_payload=True,
+        ).points
+        # RRF ties often (first in one leg and third in the other, or the reverse, sum to the same
+        # score), and Qdrant returns equal fused scores in an order that changes from query to query
+        # (it collects them in a hash map). Point id order makes the same question rank the same way.
+        hits = sorted(hits, key=lambda hit: (-hit.score, str(hit.id)))[:limit]
+        return [_passage(hit.id, hit.payload["page_content"], hit.payload["metadata"], hit.score) for hit in hits]
 
     def warm(self) -> None:
-        """Load what the first search would otherwise wait for (the local-mode mirror), if there is an index."""
-        if self.local and self.client.collection_exists(self.collection):
-            self.mirror()
-
-    def mirror(self) -> LocalSearch:
-        """The local-mode vector mirror, loaded from the collection on first use (about 3 s at 19k chunks)."""
-        if self._mirror is not None:
-            return self._mirror
-        with self._mirror_lock:
-            if self._mirror is not None:
-                return self._mirror
-            dimensions = self._searchable_dimensions()
-            mirror = LocalSearch(dimensions)
-            offset = None
-            while True:
-                points, offset = self.client.scroll(
-                    self.collection, with_payload=True, with_vectors=True, limit=2048, offset=offset
-                )
-                rows = []
-                for point in points:
-                    # A chunk with no searchable terms may come back without a sparse vector at all.
-                    sparse = point.vector.get(SPARSE) or models.SparseVector(indices=[], values=[])
-                    rows.append(LocalSearch.row(point.id, point.vector[DENSE], sparse.indices, sparse.values, point.payload))
-                mirror.upsert(rows)
-                if offset is None:
-                    break
-            self._mirror = mirror
-            return mirror
+        """Open the index and check its embedding size now, if there is one, not at the first search."""
+        if self.client.collection_exists(self.collection) and not self._dimensions_checked:
+            self._searchable_dimensions()
+            self._dimensions_checked = True
 
     def page_passages(self, page: str) -> list[Passage]:
         """Every chunk of one page, in reading order."""
         if not self.client.collection_exists(self.collection):
             return []
-        if self.local:
-            found = [(row.id, row.payload) for row in self.mirror().rows_in(search_scope(page, None))]
-        else:
-            points, _ = self.client.scroll(
-                self.collection, scroll_filter=models.Filter(must=[_page_is(page)]), limit=2048, with_vectors=False
-            )
-            found = [(str(p.id), p.payload) for p in points]
+        points, _ = self.client.scroll(
+            self.collection, scroll_filter=models.Filter(must=[_page_is(page)]), limit=2048, with_vectors=False
+        )
+        found = [(str(p.id), p.payload) for p in points]
         found.sort(key=lambda item: item[1]["metadata"]["chunk_index"])
         return [_passage(point_id, payload["page_content"], payload["metadata"], 1.0) for point_id, payload in found]
 
@@ -480,12 +417,6 @@ def search_filter(page: str | None, module: str | None) -> models.Filter | None:
     return models.Filter(must=conditions) if conditions else None
 
 
-def search_scope(page: str | None, module: str | None) -> Scope:
-    """The same limits for the local-mode mirror."""
-    path, url = _page_keys(page) if page else (None, None)
-    return Scope(page_path=path, page_url=url, module=module or None)
-
-
 def _passage(point_id: str, text: str, meta: dict, score: float) -> Passage:
     return Passage(
         id=str(point_id),
@@ -527,9 +458,10 @@ def open_book_index(
     collection: str = "book",
     embedding_model: str | None = None,
 ) -> BookIndex:
-    """The index at a Qdrant server `url`, or in local mode at `path`; one client per location.
+    """The index at a Qdrant server `url`, or on Qdrant Edge in the folder `path`; one client per location.
 
-    Qdrant's local mode locks its folder, so a process must reuse one client rather than open two.
+    A local folder is locked by the process that opens it, so a process must reuse one client rather
+    than open two.
     """
     if not url and not path:
         raise BookIndexError("Either a Qdrant URL or a local folder is needed.", code="index_unconfigured")
@@ -538,21 +470,20 @@ def open_book_index(
         if key not in _open:
             client = _client(path=path, url=url, api_key=api_key)
             embeddings, name = get_embeddings(embedding_model)
-            _open[key] = BookIndex(client, collection, embeddings, name, local=not url)
+            _open[key] = BookIndex(client, collection, embeddings, name)
         return _open[key]
 
 
-def _client(*, path: Path | str | None, url: str | None, api_key: str | None) -> QdrantClient:
+def _client(*, path: Path | str | None, url: str | None, api_key: str | None) -> QdrantClient | EdgeClient:
     if url:
         return QdrantClient(url=url, api_key=api_key, timeout=30)
     folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
     try:
-        return QdrantClient(path=str(folder))
-    except RuntimeError as exc:  # another process holds the local-mode lock
+        return EdgeClient(folder)
+    except EdgeFolderLocked as exc:
         raise BookIndexError(
             f"The local index at {folder} is in use by another booktutor process "
-            "(Qdrant local mode allows one). Stop it, or run a Qdrant server and set QDRANT_URL.",
+            "(a local folder allows one). Stop it, or run a Qdrant server and set QDRANT_URL.",
             code="index_locked",
         ) from exc
 

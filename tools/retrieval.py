@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterable, Optional, Sequence
 
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
+from booktutor.tools.edge_client import RRF_K
 from booktutor.tools.index import BookIndex, Passage
-from booktutor.tools.local_search import RRF_K, fuse
 
 # How many of the pages a previous answer cited (its first citations) a follow-up searches too.
 FOLLOW_UP_PAGES = 1
@@ -78,6 +78,15 @@ def search(
             seen.add(passage["id"])
             merged.append(passage)
     return merged[: max(k, len(located))]
+
+
+def fuse(rankings: Iterable[Sequence[str]], limit: int) -> list[tuple[str, float]]:
+    """Reciprocal Rank Fusion as Qdrant computes it, ties kept in first-seen order."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (rank + RRF_K)
+    return sorted(scores.items(), key=lambda pair: pair[1], reverse=True)[:limit]
 
 
 def _fused(*rankings: list[Passage], weights: tuple[float, ...] | None = None) -> list[Passage]:

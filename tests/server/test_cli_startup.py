@@ -23,8 +23,8 @@ from tests.conftest import MODEL_VARIABLES, REPO, SAMPLE_BOOK, run_cli
 # arguments or to refuse bad input.
 HEAVY = {
     "alembic", "asyncpg", "fastapi", "langchain", "langchain_core", "langchain_openai", "langchain_qdrant",
-    "langgraph", "numpy", "onnxruntime", "pgserver", "psycopg", "qdrant_client", "sqlalchemy", "starlette",
-    "tokenizers", "uvicorn",
+    "langgraph", "numpy", "onnxruntime", "pgserver", "psycopg", "qdrant_client", "qdrant_edge", "sqlalchemy",
+    "starlette", "tokenizers", "uvicorn",
 }
 
 # Runs the real entry point with the given arguments and, when the process exits however it exits,
