@@ -79,8 +79,13 @@ class EdgeClient:
             models.Distance.DOT: qe.Distance.Dot,
             models.Distance.EUCLID: qe.Distance.Euclid,
         }
+        # Dense vectors stay in their files until a search reads them (`Cold`): `Cached` would map a
+        # whole preallocated 32 MB file into every process that opens even a small book.
         config = qe.EdgeConfig(
-            vectors={key: qe.EdgeVectorParams(size=p.size, distance=distances[p.distance]) for key, p in vectors_config.items()},
+            vectors={
+                key: qe.EdgeVectorParams(size=p.size, distance=distances[p.distance], memory=qe.Memory.Cold)
+                for key, p in vectors_config.items()
+            },
             sparse_vectors={
                 key: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if p.modifier == models.Modifier.IDF else None)
                 for key, p in (sparse_vectors_config or {}).items()
