@@ -157,7 +157,7 @@ def test_a_dropped_connection_resumes_and_the_answer_arrives_once(server, new_pa
             route.abort()
 
         page.route("**/v1/runs/*/stream*", refuse)
-        proxy.arm(tokens=4)
+        proxy.arm(tokens=2)
         listen_for_answer(page)
         page.evaluate("() => { window.booktutor.ask('How do I tune a PID controller on a real robot?'); }")
         status = widget(page).locator(".status")
