@@ -21,7 +21,9 @@ MODEL_NAME = "all-MiniLM-L6-v2-int8"
 DIMENSIONS = 384
 # all-MiniLM-L6-v2 was trained on sequences of up to 256 word pieces; longer input is truncated.
 MAX_TOKENS = 256
-# Texts per onnxruntime run when embedding documents, after sorting them by length (see MiniLMEmbeddings).
+# Texts per onnxruntime run when embedding documents, after sorting them by length: at most BATCH,
+# and no more word pieces (padding included) than MAX_TOKENS, so that no run needs more working
+# memory than one text of the longest kind (see MiniLMEmbeddings).
 BATCH = 4
 
 
@@ -29,12 +31,14 @@ class MiniLMEmbeddings(Embeddings):
     """Sentence embeddings from all-MiniLM-L6-v2: mean-pooled, L2-normalised, 384 dimensions.
 
     Each onnxruntime run works on one thread, and documents are spread over one worker per core.
-    Documents are sorted by length and embedded a few at a time (BATCH), so a run pads its texts by
-    a few word pieces at most. On this 2-core machine that costs 8 % less CPU per chunk than one
-    text per run (`benchmarks/embedding.py`); batches of 8 and 16 cost more, and batches of 32 in
-    the given order much more (23 chunks/s and 1.6 GB against 63 chunks/s): they are padded to
-    their longest text, and attention grows with the square of that length. The model's float32
-    matrix products are most of the cost (64 % of it in onnxruntime's profile).
+    Documents are sorted by length and short ones embedded a few at a time (BATCH texts, MAX_TOKENS
+    word pieces), so a run pads its texts by a few word pieces at most. On this 2-core machine that
+    costs 7 % less CPU per chunk than one text per run (`benchmarks/embedding.py`); batches of 8 and
+    16 cost more, and batches of 32 in the given order much more (23 chunks/s and 1.6 GB against 63
+    chunks/s): they are padded to their longest text, and attention grows with the square of that
+    length. Without the cap on word pieces, batches of four left the process 140 MB larger after
+    embedding the corpus. The model's float32 matrix products are most of the cost (64 % of it in
+    onnxruntime's profile).
     """
 
     def __init__(self, *, workers: int | None = None) -> None:
@@ -85,8 +89,13 @@ class MiniLMEmbeddings(Embeddings):
         # One text at a time: the tokenizer's batch call starts a thread pool of its own, which
         # warns and falls back to one thread once the process forks.
         ids = [self._tokenizer.encode(text).ids for text in texts]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        batches = [order[i : i + BATCH] for i in range(0, len(order), BATCH)]
+        batches: list[list[int]] = []
+        for i in sorted(range(len(ids)), key=lambda i: len(ids[i])):
+            # Sorted by length, so text i is the longest of its batch and sets the padded width.
+            if batches and len(batches[-1]) < BATCH and (len(batches[-1]) + 1) * len(ids[i]) <= MAX_TOKENS:
+                batches[-1].append(i)
+            else:
+                batches.append([i])
 
         def run(batch: list[int]) -> np.ndarray:
             return self._embed_ids([ids[i] for i in batch])

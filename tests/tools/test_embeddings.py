@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from booktutor.tools.embeddings import BATCH, DIMENSIONS, MiniLMEmbeddings, offline_embeddings
+from booktutor.tools.embeddings import BATCH, DIMENSIONS, MAX_TOKENS, MiniLMEmbeddings, offline_embeddings
 
 TEXTS = [
     "ROS 2",
@@ -49,3 +49,18 @@ def test_similar_texts_are_closer_than_unrelated_ones(embeddings):
         ["How does a humanoid robot keep its balance?", "Bipedal walking and balance control", "A recipe for lemon cake"]
     )
     assert np.dot(robot, walking) > np.dot(robot, cooking) + 0.2
+
+
+def test_runs_hold_few_texts_and_no_more_word_pieces_than_one_long_text(embeddings, monkeypatch):
+    runs = []
+    embed_ids = embeddings._embed_ids
+
+    def recording(batch):
+        runs.append([len(ids) for ids in batch])
+        return embed_ids(batch)
+
+    monkeypatch.setattr(embeddings, "_embed_ids", recording)
+    embeddings.embed_documents(TEXTS * 3)
+    assert sum(map(len, runs)) == len(TEXTS) * 3
+    assert any(len(run) > 1 for run in runs)
+    assert all(len(run) <= BATCH and len(run) * max(run) <= MAX_TOKENS for run in runs if len(run) > 1)
