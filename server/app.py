@@ -27,9 +27,9 @@ from booktutor.server.tutor import open_tutor
 def release_freed_memory() -> None:
     """Hand the heap that start-up freed back to the system (glibc keeps it otherwise).
 
-    Loading the embedding model and the index allocates and frees tens of megabytes of scratch memory
-    that glibc's allocator would keep mapped for good: trimming once when ready lowers a worker's
-    resident memory by about 60 MB. Elsewhere than glibc this does nothing.
+    Loading the embedding model parses the 23 MB model and expands its int8 weights to float32; glibc
+    keeps the ~60 MB freed afterwards mapped in the process for good unless asked to trim, once, when
+    the worker is ready. Elsewhere than glibc this does nothing.
     """
     try:
         ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)

