@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -224,14 +225,15 @@ def _wait_port(port: int, process: subprocess.Popen, *, timeout: float, path: st
     raise TimeoutError(f"nothing answered on port {port} within {timeout:.0f}s")
 
 
-def book_home() -> Path:
-    """A data folder with the sample book ingested (once; later runs copy it)."""
-    home = WORK / "book-home"
+def book_home(python: str = sys.executable) -> Path:
+    """A data folder with the sample book ingested by the install of `python` (once; later runs copy
+    it). Each install ingests its own: the index's on-disk format is not the same in every version."""
+    home = WORK / f"book-home-{hashlib.sha1(str(python).encode()).hexdigest()[:8]}"
     if not (home / "qdrant").exists():
         home.mkdir(parents=True, exist_ok=True)
         with database() as url:
             env = {**_clean_env(), "BOOKTUTOR_HOME": str(home), "DATABASE_URL": url}
-            subprocess.run([sys.executable, "-m", "booktutor.server.cli", "ingest", str(SAMPLE_BOOK)], env=env, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run([python, "-m", "booktutor.server.cli", "ingest", str(SAMPLE_BOOK)], env=env, check=True, stdout=subprocess.DEVNULL)
     return home
 
 
@@ -281,7 +283,7 @@ class Server:
 def booktutor_serve(name: str, python: str, *, model_port: int, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
     """`booktutor serve` from the venv of `python`, on its own database and copy of the book index."""
     home = WORK / f"home-{name}-{uuid.uuid4().hex[:6]}"
-    shutil.copytree(book_home(), home)
+    shutil.copytree(book_home(python), home)
     port = free_port()
     with database() as url:
         env = {

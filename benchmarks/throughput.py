@@ -193,7 +193,7 @@ def langgraph_dev(python: str, *, model_port: int, jobs: int, allow_blocking: bo
     and would reload them next time), from a copy of `langgraph.json` whose paths are made absolute.
     """
     home = WORK / f"home-langgraph-dev-{uuid.uuid4().hex[:6]}"
-    shutil.copytree(book_home(), home)
+    shutil.copytree(book_home(python), home)
     config = json.loads((REPO / "langgraph.json").read_text())
     config["dependencies"] = [str((REPO / d).resolve()) for d in config.get("dependencies", [])]
     config["graphs"] = {name: str(REPO / spec) for name, spec in config["graphs"].items()}

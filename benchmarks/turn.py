@@ -20,12 +20,10 @@ import uuid
 from common import book_home, booktutor_serve, database, header, median, parse_apps, pct, rss_mb, scripted_model, stream
 
 QUESTION = "How does a PID controller use the derivative term?"
-MODE = os.getenv("BENCH_STREAM_MODE", "custom")
 
 
 def _is_token(chunk) -> bool:
-    if MODE == "custom":
-        return bool(chunk.get("token"))
+    """An answer token in LangGraph's `messages` stream, the one the server reads."""
     message, meta = chunk
     return meta.get("langgraph_node") == "answer" and bool(message.text)
 
@@ -57,9 +55,8 @@ async def in_process(model_port: int, url: str):
             started = time.monotonic()
             first = None
             config = {"configurable": {"thread_id": str(uuid.uuid4())}}
-            # The stream mode the server reads; a checkout before the custom stream had only `messages`.
             async for chunk in tutor.graph.astream(
-                TurnInput(message=QUESTION).graph_input(), config, context=context, stream_mode=MODE
+                TurnInput(message=QUESTION).graph_input(), config, context=context, stream_mode="messages"
             ):
                 if first is None and _is_token(chunk):
                     first = time.monotonic()
