@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -29,6 +30,17 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE_BOOK = REPO / "examples" / "sample-book"
 WORK = Path(os.getenv("BENCH_WORK", "/tmp/booktutor-bench"))
 ADMIN_URL = os.getenv("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+# -- the question -----------------------------------------------------------------------------------
+
+QUESTION = "How does a PID controller use the derivative term?"
+_asked = itertools.count(1)
+
+
+def question() -> str:
+    """The benchmark question, numbered so that no turn finds its embedding cached by an earlier one."""
+    return f"{QUESTION} ({next(_asked)})"
 
 
 # -- statistics --------------------------------------------------------------------------------------

@@ -15,9 +15,8 @@ import asyncio
 import contextlib
 import time
 
-from common import Stream, booktutor_serve, header, median, parse_apps, rss_mb, scripted_model, stream, summarize
+from common import QUESTION, Stream, booktutor_serve, header, median, parse_apps, question, rss_mb, scripted_model, stream, summarize
 
-QUESTION = "How does a PID controller use the derivative term?"
 
 
 async def burst(port: int, n: int, *, direct: bool, timeout: float, pid: int | None) -> tuple[list[Stream], float]:
@@ -26,7 +25,7 @@ async def burst(port: int, n: int, *, direct: bool, timeout: float, pid: int | N
         body = {"model": "bench-answer", "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
         path = "/v1/chat/completions"
     else:
-        body, path = {"message": QUESTION}, "/v1/chat"
+        body, path = {"message": question()}, "/v1/chat"
     peak = 0.0
 
     async def watch() -> None:

@@ -36,6 +36,7 @@ import psycopg
 
 from common import (
     ADMIN_URL,
+    QUESTION,
     REPO,
     WORK,
     Server,
@@ -49,11 +50,11 @@ from common import (
     median,
     parse_apps,
     pct,
+    question,
     scripted_model,
     stream,
 )
 
-QUESTION = "How does a PID controller use the derivative term?"
 GRAPH_ID = "tutor"  # the graph's name in langgraph.json
 
 
@@ -71,7 +72,7 @@ class Turn:
 
 def _booktutor_turn(port: int) -> Callable[[], Awaitable[Turn]]:
     async def turn() -> Turn:
-        s = await stream(port, "/v1/chat", {"message": QUESTION})
+        s = await stream(port, "/v1/chat", {"message": question()})
         return _finish(s, len(s.token_arrivals()))
 
     return turn
@@ -92,7 +93,7 @@ def _langgraph_turn(port: int, stream_mode: list[str]) -> Callable[[], Awaitable
             return Turn(time.monotonic() - started, 0, f"create thread: {exc}")
         body = {
             "assistant_id": GRAPH_ID,
-            "input": {"messages": [{"role": "user", "content": QUESTION}]},
+            "input": {"messages": [{"role": "user", "content": question()}]},
             "stream_mode": stream_mode,
         }
         s = await stream(port, f"/threads/{thread['thread_id']}/runs/stream", body)

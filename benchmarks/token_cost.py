@@ -17,9 +17,8 @@ import json
 import os
 import socket
 
-from common import booktutor_serve, header, median, parse_apps, scripted_model, stream
+from common import booktutor_serve, header, median, parse_apps, question, scripted_model, stream
 
-QUESTION = "How does a PID controller use the derivative term?"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -35,7 +34,7 @@ def script(model_port: int, tokens: int, delay_ms: float) -> None:
 
 
 async def burst(port: int, n: int) -> int:
-    results = await asyncio.gather(*(stream(port, "/v1/chat", {"message": QUESTION}) for _ in range(n)))
+    results = await asyncio.gather(*(stream(port, "/v1/chat", {"message": question()}) for _ in range(n)))
     failed = [r.error for r in results if r.error]
     if failed:
         raise RuntimeError(failed[0])

@@ -17,9 +17,8 @@ import os
 import time
 import uuid
 
-from common import book_home, booktutor_serve, database, header, median, parse_apps, pct, rss_mb, scripted_model, stream
+from common import QUESTION, book_home, booktutor_serve, database, header, median, parse_apps, pct, question, rss_mb, scripted_model, stream
 
-QUESTION = "How does a PID controller use the derivative term?"
 
 
 def _is_token(chunk) -> bool:
@@ -56,7 +55,7 @@ async def in_process(model_port: int, url: str):
             first = None
             config = {"configurable": {"thread_id": str(uuid.uuid4())}}
             async for chunk in tutor.graph.astream(
-                TurnInput(message=QUESTION).graph_input(), config, context=context, stream_mode="messages"
+                TurnInput(message=question()).graph_input(), config, context=context, stream_mode="messages"
             ):
                 if first is None and _is_token(chunk):
                     first = time.monotonic()
@@ -85,7 +84,7 @@ async def run(args) -> None:
             direct = {"model": "bench-answer", "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
             targets = {"model direct": lambda: over_http(model_port, direct, "/v1/chat/completions"), "graph in-process": graph_turn}
             for server in servers:
-                targets[f"serve {server.name}"] = lambda port=server.port: over_http(port, {"message": QUESTION}, "/v1/chat")
+                targets[f"serve {server.name}"] = lambda port=server.port: over_http(port, {"message": question()}, "/v1/chat")
             for fn in targets.values():  # warm up
                 await fn()
             times: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}

@@ -24,6 +24,8 @@ MAX_TOKENS = 256
 # and no more word pieces (padding included) than MAX_TOKENS, so that no run needs more working
 # memory than one text of the longest kind (see MiniLMEmbeddings).
 BATCH = 4
+# Recent questions whose vectors are kept (1.5 KB each).
+QUERY_CACHE = 1024
 
 
 class MiniLMEmbeddings(Embeddings):
@@ -108,7 +110,13 @@ class MiniLMEmbeddings(Embeddings):
         return vectors.tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        return self._embed_ids([self._tokenizer.encode(text).ids])[0].tolist()
+        # One search embeds its query several times (the book, the reader's page, the pages a
+        # follow-up points at), and readers ask the same questions: each text is embedded once.
+        return list(self._embed_query(text))
+
+    @lru_cache(maxsize=QUERY_CACHE)
+    def _embed_query(self, text: str) -> tuple[float, ...]:
+        return tuple(self._embed_ids([self._tokenizer.encode(text).ids])[0].tolist())
 
 
 @lru_cache(maxsize=1)
