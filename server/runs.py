@@ -59,6 +59,9 @@ class LocalRun:
     # Set (then replaced by a fresh one) whenever events arrive, the run ends or it is lost.
     news: asyncio.Event = field(default_factory=asyncio.Event)
     ended: bool = False
+    # The position of the run's last event while it is held back from readers and batches, until the
+    # run's status is stored with it (see `_finish`).
+    held: int | None = None
     # Ended by someone else (its lease lapsed while this process stalled): readers go to the database.
     gone: bool = False
     task: asyncio.Task | None = None
@@ -86,6 +89,7 @@ class RunManager:
         metrics: Metrics,
         flush_seconds: float = 0.025,
         coalesce_seconds: float = 0.01,
+        ending_grace: float = 1.0,
         poll_seconds: float = 1.0,
     ) -> None:
         self.tutor = tutor
@@ -99,6 +103,7 @@ class RunManager:
         # Answer text arriving within this long of the previous token event joins the next one: a
         # model streaming in bursts (or a loop that fell behind) sends fewer, larger events.
         self.coalesce_seconds = coalesce_seconds
+        self.ending_grace = ending_grace
         self._flush: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task | None = None
         # One writer at a time, so each run's events land in order.
@@ -239,7 +244,11 @@ class RunManager:
     async def _write_batch(self) -> None:
         """Store every local run's new events in one transaction; runs ended elsewhere stop."""
         async with self._write_lock:
-            batch = {run.id: run.events[run.stored :] for run in self.runs.values() if len(run.events) > run.stored}
+            batch = {
+                run.id: run.events[run.stored : run.held]
+                for run in self.runs.values()
+                if (run.held if run.held is not None else len(run.events)) > run.stored
+            }
             if not batch:
                 return
             try:
@@ -268,14 +277,17 @@ class RunManager:
 
     async def _write_final(self, run: LocalRun, status: str) -> None:
         async with self._write_lock:
-            events = run.events[run.stored :]
-            await self.store.append(run.id, events, status=status)
-            run.stored = len(run.events)
+            upto = len(run.events)
+            await self.store.append(run.id, run.events[run.stored : upto], status=status)
+            run.stored = upto
 
     async def _execute(self, run: LocalRun, turn: TurnInput, *, is_new: bool, profile: dict[str, Any] | None) -> None:
         thread_id_var.set(run.thread_id)
         run_id_var.set(run.id)
         status = "error"
+        # The run's last event (`done` or `error`): readers get it only once the run's status is
+        # stored, so a reader who asks again on hearing it never finds the thread still busy.
+        ending: tuple[str, dict[str, Any]] = ("error", {"code": "internal_error", "message": "Something went wrong while answering."})
         first_token_at: float | None = None
         rewrite_done: float | None = None
         try:
@@ -304,46 +316,59 @@ class RunManager:
                     result = data
                     if result.error:
                         self.metrics.errors.labels(result.error["code"]).inc()
-                        self._publish(run, "error", message_id=result.message_id, **result.error)
+                        ending = ("error", {"message_id": result.message_id, **result.error})
                     else:
-                        self._publish(
-                            run,
+                        ending = (
                             "done",
-                            message_id=result.message_id,
-                            thread_id=result.thread_id,
-                            citations=result.citations,
-                            language=result.language,
-                            direction=result.direction,
-                            model=result.model,
-                            turn=result.turn,
+                            {
+                                "message_id": result.message_id,
+                                "thread_id": result.thread_id,
+                                "citations": result.citations,
+                                "language": result.language,
+                                "direction": result.direction,
+                                "model": result.model,
+                                "turn": result.turn,
+                            },
                         )
                     status = "error" if result.error else "done"
         except asyncio.CancelledError:
             status = "cancelled"
-            self._publish(run, "error", code="cancelled", message="The run was cancelled.")
+            ending = ("error", {"code": "cancelled", "message": "The run was cancelled."})
         except BooktutorError as error:
             self.metrics.errors.labels(error.code).inc()
-            self._publish(run, "error", **error.as_dict())
+            ending = ("error", error.as_dict())
         except Exception as exc:
             if is_outage(exc):
                 self.metrics.errors.labels("database_unavailable").inc()
-                self._publish(run, "error", **DATABASE_UNAVAILABLE)
+                ending = ("error", dict(DATABASE_UNAVAILABLE))
             else:
                 log.exception("run failed")
                 self.metrics.errors.labels("internal_error").inc()
-                self._publish(run, "error", code="internal_error", message="Something went wrong while answering.")
         finally:
             self._send_text(run)
-            run.ended = True
-            run.notify()
             self.active_by_thread.pop(run.thread_id, None)
             self.slots.release()
             self.metrics.run_seconds.labels(status).observe(time.monotonic() - run.started)
-            await asyncio.shield(self._finish(run, status))
+            await asyncio.shield(self._finish(run, status, ending))
 
-    async def _finish(self, run: LocalRun, status: str) -> None:
+    async def _finish(self, run: LocalRun, status: str, ending: tuple[str, dict[str, Any]] | None = None) -> None:
+        """Store the run's ending (its last event and its status), then let its readers hear it.
+
+        A reader who asks again on hearing `done` must not find the thread still busy, so the ending
+        waits for the status to be stored; with the database slow or down it goes out after
+        `ending_grace` seconds anyway, and the status is stored when the database answers.
+        """
+        if ending is not None:
+            self._send_text(run)
+            run.held = len(run.events)
+            run.events.append(StoredEvent(run.held, *ending))
+        write = asyncio.ensure_future(self._write_final(run, status))
+        await asyncio.wait({write}, timeout=self.ending_grace)
+        run.held = None
+        run.ended = True
+        run.notify()
         try:
-            await self._write_final(run, status)
+            await write
         except RunGone:
             # Its readers hear how the database says it ended, not how this process thought it did.
             self._lose(run)
@@ -415,7 +440,7 @@ class RunManager:
             position = after
             while not run.gone:
                 news = run.news
-                for item in run.events[position + 1 :]:
+                for item in run.events[position + 1 : run.held]:
                     position = item.seq
                     yield _event(run_id, item)
                 if run.ended:

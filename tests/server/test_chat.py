@@ -72,6 +72,17 @@ async def test_events_arrive_in_protocol_order(client, reader):
     assert sources[0]["n"] == 1 and sources[0]["url"].startswith("/docs/")
 
 
+async def test_asking_again_as_soon_as_an_answer_is_done_is_never_refused_as_busy(client, reader):
+    """A reader who sends the next message on hearing `done` finds the thread free: the run's ending
+    is stored before it is sent."""
+    _, events = await chat(client, reader, message=TOPICS)
+    thread_id = events[-1]["data"]["thread_id"]
+    for n in range(5):
+        response, events = await chat(client, reader, message=f"And what about QoS? ({n})", thread_id=thread_id)
+        assert response.status_code == 200, response.text
+        assert events[-1]["event"] == "done"
+
+
 async def test_front_end_field_names_are_accepted(client, reader):
     _, first = await chat(client, reader, question=TOPICS)
     thread_id = first[0]["data"]["thread_id"]
