@@ -43,6 +43,19 @@ def question() -> str:
     return f"{QUESTION} ({next(_asked)})"
 
 
+def time_searches(index, questions: list[str], *, rounds: int) -> list[float]:
+    """Milliseconds per hybrid search, query embedding included: each round numbers the questions
+    anew, so no search finds its query's embedding cached by an earlier one."""
+    index.search(questions[0], k=5)
+    latencies = []
+    for round_ in range(rounds):
+        for question in questions:
+            started = time.perf_counter()
+            index.search(f"{question} ({round_})", k=5)
+            latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
 # -- statistics --------------------------------------------------------------------------------------
 
 
@@ -323,13 +336,18 @@ def booktutor_serve(name: str, python: str, *, model_port: int, extra_env: dict[
                 raise RuntimeError(f"{name} could not answer: {warm.error}")
             yield Server(name=name, port=port, pid=process.pid)
         finally:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
             shutil.rmtree(home, ignore_errors=True)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Terminate a server and wait for it; kill it if it does not stop within 20 s."""
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def parse_apps(values: list[str]) -> list[tuple[str, str]]:

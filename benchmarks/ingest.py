@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import load_average, pct
+from common import load_average, pct, time_searches
 
 from booktutor.tools.docusaurus.pages import find_doc_files, read_page
 from booktutor.tools.evaluation import load_questions
@@ -164,13 +164,7 @@ def main() -> None:
 
         questions = [q["question"] for q in load_questions(args.questions)]
         index.warm()  # as `booktutor serve` does at start
-        index.search(questions[0], k=5)
-        latencies = []
-        for _ in range(args.rounds):
-            for question in questions:
-                started = time.perf_counter()
-                index.search(question, k=5)
-                latencies.append((time.perf_counter() - started) * 1000)
+        latencies = time_searches(index, questions, rounds=args.rounds)
         close_all()
 
     numbers = {

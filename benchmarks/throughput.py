@@ -52,6 +52,7 @@ from common import (
     pct,
     question,
     scripted_model,
+    stop,
     stream,
 )
 
@@ -222,12 +223,7 @@ def langgraph_dev(python: str, *, model_port: int, jobs: int, allow_blocking: bo
             raise RuntimeError(f"langgraph dev could not answer: {warm.error} (see {log.name})")
         yield Server(name="langgraph dev", port=port, pid=process.pid)
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         shutil.rmtree(home, ignore_errors=True)
 
 

@@ -5,8 +5,8 @@ docs do), ingests it into a fresh local index (Qdrant Edge), ingests it again un
 hybrid queries (query embedding included) from an evaluation set through booktutor's search.
 benchmarks/local_search.py compares the local engines themselves.
 
-    python scripts/bench_retrieval.py --chapters 1000
-    python scripts/bench_retrieval.py --chapters 1000 --json
+    .venv/bin/python benchmarks/retrieval.py --chapters 1000
+    .venv/bin/python benchmarks/retrieval.py --chapters 1000 --json
 """
 
 from __future__ import annotations
@@ -16,18 +16,16 @@ import json
 import resource
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import REPO, time_searches
 
-from booktutor.tools.docusaurus.pages import find_doc_files  # noqa: E402
-from booktutor.tools.evaluation import load_questions  # noqa: E402
-from booktutor.tools.index import close_all, open_book_index  # noqa: E402
-from booktutor.tools.ingest import ingest_book  # noqa: E402
+from booktutor.tools.docusaurus.pages import find_doc_files
+from booktutor.tools.evaluation import load_questions
+from booktutor.tools.index import close_all, open_book_index
+from booktutor.tools.ingest import ingest_book
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "physical-ai-book"
 DEFAULT_QUESTIONS = REPO.parent / "shared" / "eval" / "dev-questions.jsonl"
@@ -83,13 +81,7 @@ def main() -> None:
         started = time.perf_counter()
         index.warm()  # open the index, as `booktutor serve` does at start
         warm_seconds = time.perf_counter() - started
-        index.search(questions[0], k=5)
-        latencies = []
-        for _ in range(args.rounds):
-            for question in questions:
-                started = time.perf_counter()
-                index.search(question, k=5)
-                latencies.append((time.perf_counter() - started) * 1000)
+        latencies = time_searches(index, questions, rounds=args.rounds)
         close_all()
 
     report = {
