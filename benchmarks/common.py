@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -54,6 +55,33 @@ def time_searches(index, questions: list[str], *, rounds: int) -> list[float]:
             index.search(f"{question} ({round_})", k=5)
             latencies.append((time.perf_counter() - started) * 1000)
     return latencies
+
+
+def chunk_texts(root: Path) -> list[str]:
+    """Every chunk's embedding text in a docs folder, as ingest makes them."""
+    from booktutor.tools.docusaurus.pages import find_doc_files, read_page
+    from booktutor.tools.ingest import page_records
+
+    texts = []
+    for file in find_doc_files(root):
+        page = read_page(root, file, base_url="/docs")
+        texts += [r.embedding_text() for r in page_records(page, file_hash="", module="")]
+    return texts
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def print_report(numbers: dict, *, as_json: bool) -> None:
+    """A benchmark's figures as one JSON line, or one aligned `name  value` line each."""
+    if as_json:
+        print(json.dumps(numbers))
+        return
+    width = max(map(len, numbers))
+    for key, value in numbers.items():
+        print(f"{key:<{width}}  {value}")
 
 
 # -- statistics --------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import load_average
+from common import chunk_texts, load_average
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "physical-ai-book"
@@ -32,17 +32,6 @@ def vm(field: str = "VmRSS") -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def corpus_chunks(corpus: Path) -> list[str]:
-    from booktutor.tools.docusaurus.pages import find_doc_files, read_page
-    from booktutor.tools.ingest import page_records
-
-    texts = []
-    for file in find_doc_files(corpus):
-        page = read_page(corpus, file, base_url="/docs")
-        texts += [r.embedding_text() for r in page_records(page, file_hash="", module="")]
-    return texts
 
 
 def main() -> None:
@@ -62,7 +51,7 @@ def main() -> None:
     embeddings.embed_query("How does a PID controller use the derivative term?")
     memory["one query (ready)"] = vm()
 
-    texts = corpus_chunks(args.corpus)
+    texts = chunk_texts(args.corpus)
     if args.chunks:
         texts = random.Random(12).sample(texts, min(args.chunks, len(texts)))
     workers = min(4, os.cpu_count() or 1)

@@ -22,18 +22,17 @@ import json
 import os
 import random
 import re
-import resource
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from common import load_average, pct, time_searches
+from common import chunk_texts, load_average, pct, peak_rss_mb, print_report, time_searches
 
-from booktutor.tools.docusaurus.pages import find_doc_files, read_page
+from booktutor.tools.docusaurus.pages import find_doc_files
 from booktutor.tools.evaluation import load_questions
 from booktutor.tools.index import close_all, open_book_index
-from booktutor.tools.ingest import ingest_book, page_records
+from booktutor.tools.ingest import ingest_book
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "physical-ai-book"
@@ -123,19 +122,6 @@ def generate_book(corpus: Path, target: Path, chapters: int, *, seed: int = 12) 
         (folder / f"{position + 1:02d}-chapter-{n + 1}.md").write_text(text, encoding="utf-8")
 
 
-def chunk_texts(root: Path) -> list[str]:
-    """Every chunk's embedding text, as ingest makes them (to check that they are distinct)."""
-    texts = []
-    for file in find_doc_files(root):
-        page = read_page(root, file, base_url="/docs")
-        texts += [r.embedding_text() for r in page_records(page, file_hash="", module="")]
-    return texts
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chapters", type=int, default=1000)
@@ -185,12 +171,7 @@ def main() -> None:
         "load_average_after": load_after,
         "cores": os.cpu_count(),
     }
-    if args.json:
-        print(json.dumps(numbers))
-        return
-    width = max(map(len, numbers))
-    for key, value in numbers.items():
-        print(f"{key:<{width}}  {value}")
+    print_report(numbers, as_json=args.json)
 
 
 if __name__ == "__main__":

@@ -12,15 +12,13 @@ benchmarks/local_search.py compares the local engines themselves.
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import shutil
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, time_searches
+from common import REPO, pct, peak_rss_mb, print_report, time_searches
 
 from booktutor.tools.docusaurus.pages import find_doc_files
 from booktutor.tools.evaluation import load_questions
@@ -41,15 +39,6 @@ def replicate(corpus: Path, target: Path, chapters: int) -> int:
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(page, destination)
     return copies * len(pages)
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -95,15 +84,10 @@ def main() -> None:
         "rss_before_ingest_mb": round(baseline_mb, 1),
         "search_warmup_seconds": round(warm_seconds, 2),
         "query_ms_p50": round(statistics.median(latencies), 1),
-        "query_ms_p95": round(percentile(latencies, 0.95), 1),
+        "query_ms_p95": round(pct(latencies, 95), 1),
         "queries": len(latencies),
     }
-    if args.json:
-        print(json.dumps(report))
-        return
-    width = max(map(len, report))
-    for key, value in report.items():
-        print(f"{key:<{width}}  {value}")
+    print_report(report, as_json=args.json)
 
 
 if __name__ == "__main__":

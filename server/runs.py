@@ -345,7 +345,6 @@ class RunManager:
                 log.exception("run failed")
                 self.metrics.errors.labels("internal_error").inc()
         finally:
-            self._send_text(run)
             self.active_by_thread.pop(run.thread_id, None)
             self.slots.release()
             self.metrics.run_seconds.labels(status).observe(time.monotonic() - run.started)
