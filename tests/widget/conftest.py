@@ -248,6 +248,28 @@ def ask(page, question: str, selected_text: str | None = None) -> dict:
     return result
 
 
+def record_paints(page) -> None:
+    """Record, on every change of the panel, how much answer text the last turn shows and whether its
+    sources are visible; `paints` reads the record."""
+    page.evaluate(
+        """() => {
+        window.__seen = [];
+        const root = document.querySelector('booktutor-widget').shadowRoot;
+        new MutationObserver(() => {
+          const turn = root.querySelector('.turn:last-of-type');
+          if (!turn) return;
+          const body = turn.querySelector('.answer-body').textContent;
+          const sources = !turn.querySelector('.sources').hidden;
+          window.__seen.push({body: body.length, sources});
+        }).observe(root, {subtree: true, childList: true, characterData: true, attributes: true});
+      }"""
+    )
+
+
+def paints(page) -> list[dict]:
+    return page.evaluate("window.__seen")
+
+
 def listen_for_answer(page) -> None:
     """Start recording the next finished answer (the widget's `answer` event); see `next_answer`."""
     page.evaluate(

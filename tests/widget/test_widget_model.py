@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.openai_stub import ScriptedOpenAI
-from tests.widget.conftest import CuttingProxy, Server, ask, ingested_sample_book, open_demo, screenshot
+from tests.widget.conftest import CuttingProxy, Server, ask, ingested_sample_book, open_demo, paints, record_paints, screenshot
 
 PID_PAGE = "/demo/motion/pid-control"
 URDU_WORDS = ["روبوٹ", "کنٹرولر", "غلطی", "رفتار", "حصہ", "اصول"]
@@ -68,6 +68,7 @@ def server(tmp_path_factory, database_url):
         database_url,
         {"OPENAI_BASE_URL": model.base_url, "OPENAI_API_KEY": "test-key", "BOOKTUTOR_MODEL_RETRIES": "0"},
     )
+    server.model = model
     yield server
     server.stop()
     model.stop()
@@ -75,6 +76,21 @@ def server(tmp_path_factory, database_url):
 
 def widget(page):
     return page.locator("booktutor-widget")
+
+
+def test_a_model_answer_paints_in_as_its_tokens_arrive_with_sources_first(server, new_page):
+    page = open_demo(new_page(), server.url, PID_PAGE)
+    record_paints(page)
+    server.model.token_delay = 0.03  # a model writing about 30 tokens a second
+    try:
+        ask(page, "How does the derivative term work?")
+    finally:
+        server.model.token_delay = 0.0
+
+    seen = paints(page)
+    lengths = [s["body"] for s in seen if s["body"]]
+    assert len(set(lengths)) >= 5 and lengths[0] < lengths[-1], "the answer should stream in, not appear whole"
+    assert all(s["sources"] for s in seen if s["body"]), "sources are shown before the first token"
 
 
 def test_an_answer_translated_to_urdu_is_right_to_left_with_code_left_to_right(server, new_page):

@@ -16,6 +16,8 @@ from tests.widget.conftest import (
     listen_for_answer,
     next_answer,
     open_demo,
+    paints,
+    record_paints,
     screenshot,
 )
 
@@ -64,26 +66,14 @@ def test_demo_lists_the_book_and_unknown_pages_are_404(server):
 
 def test_ask_streams_tokens_with_sources_first_and_citations_link_to_their_section(server, new_page):
     page = open_demo(new_page(), server.url, PID_PAGE)
-    # Record what the reader sees as the answer streams: sources must be there before any token.
-    page.evaluate(
-        """() => {
-        window.__seen = [];
-        const root = document.querySelector('booktutor-widget').shadowRoot;
-        new MutationObserver(() => {
-          const turn = root.querySelector('.turn:last-of-type');
-          if (!turn) return;
-          const body = turn.querySelector('.answer-body').textContent;
-          const sources = !turn.querySelector('.sources').hidden;
-          window.__seen.push({body: body.length, sources});
-        }).observe(root, {subtree: true, childList: true, characterData: true, attributes: true});
-      }"""
-    )
+    # Record what the reader sees as the answer arrives: sources must be there before any token. (The
+    # offline quote arrives in one burst, which the server sends as one or two events; a model's paced
+    # tokens painting in one by one is checked in test_widget_model.py.)
+    record_paints(page)
     answer = ask(page, "How do I tune a PID controller on a real robot?")
 
-    seen = page.evaluate("window.__seen")
-    lengths = [s["body"] for s in seen if s["body"]]
-    # Rendering is once per animation frame, so a fast stream shows in a few steps, but never all at once.
-    assert len(set(lengths)) >= 2 and lengths[0] < lengths[-1], "the answer should stream in, not appear whole"
+    seen = paints(page)
+    assert any(s["body"] for s in seen)
     assert all(s["sources"] for s in seen if s["body"]), "sources are shown before the first token"
     assert answer["citations"], answer
     turn = widget(page).locator(".turn").last
