@@ -306,6 +306,7 @@ def evaluate(
             ("answers with half or more", lambda r: percent(r["answers"]["half_or_more"])),
             ("answerable declined (wrong)", lambda r: percent(r["answers"]["answerable_declined"])),
             ("off-topic declined (right)", lambda r: percent(r["answers"]["off_topic_declined"])),
+            ("uncovered declined (right)", lambda r: percent(r["answers"]["uncovered_declined"])),
         ]
     for name, cell in rows:
         table.add_row(name, *(cell(report) for report in reports))

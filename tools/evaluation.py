@@ -23,6 +23,8 @@ from booktutor.tools.sparse import terms
 
 # Passages fetched per question before collapsing them to pages; pages are what a question expects.
 PASSAGES_PER_PAGE = 4
+UNCOVERED = "uncovered"
+"""The `kind` of a question near the book's subject that the book does not answer (see `_answers`)."""
 
 Answerer = Callable[[dict[str, Any], list[Passage]], Awaitable[str]]
 """(evaluation question, the passages the answer step gets) -> the answer's text."""
@@ -156,10 +158,16 @@ def _retrieval(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def _answers(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Key terms found (the mean share per answerable question, and the share of answers holding at least
-    half of theirs), and declines: of the questions the book answers (wrong) and of the rest (right)."""
+    half of theirs), and declines: of the questions the book answers (wrong) and of the rest (right).
+
+    Questions the book does not answer are off-topic (far from its subject: a capital city, a recipe) or,
+    with `"kind": "uncovered"`, near its subject but not in it (drones, in a book on humanoids); their
+    declines are counted apart, because a similarity threshold tells the first kind from the book and
+    hardly the second."""
     answerable = [r for r in rows if not r["off_topic"]]
     scored = [r for r in answerable if r["terms"] is not None]
-    off_topic = [r for r in rows if r["off_topic"]]
+    off_topic = [r for r in rows if r["off_topic"] and r["kind"] != UNCOVERED]
+    uncovered = [r for r in rows if r["off_topic"] and r["kind"] == UNCOVERED]
     return {
         "questions": len(rows),
         "key_terms": sum(r["terms"] for r in scored) / len(scored) if scored else None,
@@ -168,4 +176,6 @@ def _answers(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "answerable_declined": sum(r["declined"] for r in answerable) / len(answerable) if answerable else None,
         "off_topic": len(off_topic),
         "off_topic_declined": sum(r["declined"] for r in off_topic) / len(off_topic) if off_topic else None,
+        "uncovered": len(uncovered),
+        "uncovered_declined": sum(r["declined"] for r in uncovered) / len(uncovered) if uncovered else None,
     }
