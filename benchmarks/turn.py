@@ -22,9 +22,8 @@ from common import QUESTION, book_home, booktutor_serve, database, header, media
 
 
 def _is_token(chunk) -> bool:
-    """An answer token in LangGraph's `messages` stream, the one the server reads."""
-    message, meta = chunk
-    return meta.get("langgraph_node") == "answer" and bool(message.text)
+    """An answer token in LangGraph's `custom` stream, the one the server reads."""
+    return bool(chunk.get("token"))
 
 
 @contextlib.asynccontextmanager
@@ -55,7 +54,7 @@ async def in_process(model_port: int, url: str):
             first = None
             config = {"configurable": {"thread_id": str(uuid.uuid4())}}
             async for chunk in tutor.graph.astream(
-                TurnInput(message=question()).graph_input(), config, context=context, stream_mode="messages"
+                TurnInput(message=question()).graph_input(), config, context=context, stream_mode="custom"
             ):
                 if first is None and _is_token(chunk):
                     first = time.monotonic()

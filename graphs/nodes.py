@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
@@ -106,6 +106,26 @@ def search_tool(context: Context) -> BaseTool:
     return build_search_tool(open_index(context))
 
 
+_BUILT: set[tuple] = set()
+
+
+async def _built_off_loop(build: Callable[..., Any], *args: Any) -> Any:
+    """`build(*args)` on a worker thread the first time, on the loop after that.
+
+    Building a model client loads certificates from disk (tens of ms), so the first build stays off the
+    event loop; the builders cache what they build, so later calls only look it up, and a thread hop
+    each turn cost more than the lookup (and waits for the GIL behind every other stream).
+    """
+    key = (build, *args)
+    if key in _BUILT:
+        return build(*args)
+    built = await asyncio.to_thread(build, *args)
+    if len(_BUILT) >= 64:  # per-run model overrides (Studio) must not grow it without bound
+        _BUILT.clear()
+    _BUILT.add(key)
+    return built
+
+
 @lru_cache(maxsize=1)
 def offline_answer_model() -> OfflineChatModel:
     """The model that answers when none is configured, reading with the book's embeddings, analyzer and
@@ -174,7 +194,7 @@ async def rewrite_query(state: State, runtime: Runtime[Context]) -> dict[str, An
         f"{'user' if isinstance(m, HumanMessage) else 'assistant'}: {m.text}"
         for m in _history(state["messages"], context.history_turns)
     ]
-    tool = build_rewrite_tool(await asyncio.to_thread(rewriter, context.endpoint, context.rewrite_model))
+    tool = build_rewrite_tool(await _built_off_loop(rewriter, context.endpoint, context.rewrite_model))
     # Only an explain turn reaches this step with a selection (a translate turn skips it).
     selected = turn_inputs(state).get("selected_text")
     query = await tool.ainvoke(
@@ -218,18 +238,30 @@ def cited(text: str, passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-async def _stream_answer(model: BaseChatModel, messages: list[BaseMessage], *, silence_seconds: float) -> BaseMessage:
-    """The model's whole answer, streamed (LangGraph hands each chunk to the reader as it arrives).
+async def _stream_answer(
+    model: BaseChatModel, messages: list[BaseMessage], *, silence_seconds: float, write: Callable[[Any], None]
+) -> BaseMessage:
+    """The model's whole answer, each piece of text handed to `write` as `{"token": text}` as it arrives.
 
-    A model that stops sending text for `silence_seconds` fails the turn, even if its server keeps the
-    connection alive with keep-alive comments (which reset an HTTP read timeout but carry no text).
+    The caller reads tokens from LangGraph's `custom` stream: the `messages` stream would do the same
+    through a callback handler and a message chunk per token, several times the CPU (Studio, which asks
+    for `messages`, still gets those). A model that stops sending text for `silence_seconds` fails the
+    turn, even if its server keeps the connection alive with keep-alive comments (which reset an HTTP
+    read timeout but carry no text).
     """
     loop = asyncio.get_running_loop()
+    # Moving the deadline replaces a timer, so it moves only once it is less than `silence_seconds`
+    # away, and then `slack` further: the turn fails between `silence_seconds` and `silence_seconds +
+    # slack` after the last text, at the cost of a timer every `slack` seconds rather than per token.
+    slack = min(1.0, silence_seconds / 10)
     chunks = []
     async with asyncio.timeout(silence_seconds) as silence:
         async for chunk in model.astream(messages):
-            silence.reschedule(loop.time() + silence_seconds)
+            if (now := loop.time()) + silence_seconds > silence.when():
+                silence.reschedule(now + silence_seconds + slack)
             chunks.append(chunk)
+            if text := chunk.text:
+                write({"token": text})
             # Chunks that arrived together would otherwise be parsed back to back without the loop
             # running anything else: the reader's first token waited for the whole burst (13 ms for
             # 100 tokens), and every other stream of the process with it.
@@ -240,7 +272,8 @@ async def _stream_answer(model: BaseChatModel, messages: list[BaseMessage], *, s
 
 
 async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Write the grounded answer for this reader, citing passages as [1], [2]; tokens stream out."""
+    """Write the grounded answer for this reader, citing passages as [1], [2]; its text streams out as
+    `{"token": text}` on the `custom` stream."""
     context = _context(runtime)
     human = _last_human(state["messages"])
     passages = state.get("passages") or []
@@ -255,9 +288,10 @@ async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         profile=context.profile,
         language=language_name,
     )
-    # Building a client loads certificates from disk, so the first call happens off the event loop.
-    model = await asyncio.to_thread(answer_model, offline_answer_model, context.endpoint, context.answer_model)
-    response = await _stream_answer(model, messages, silence_seconds=context.endpoint.timeout)
+    model = await _built_off_loop(answer_model, offline_answer_model, context.endpoint, context.answer_model)
+    response = await _stream_answer(
+        model, messages, silence_seconds=context.endpoint.timeout, write=runtime.stream_writer
+    )
     citations = cited(response.text, passages)
     message = AIMessage(
         content=response.text,
@@ -289,7 +323,7 @@ async def translate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     if not source.strip():
         return {"error": {"code": "nothing_to_translate", "message": "There is no text to translate yet."}}
     try:
-        tool = build_translate_tool(await asyncio.to_thread(translator, context.endpoint, context.translate_model))
+        tool = build_translate_tool(await _built_off_loop(translator, context.endpoint, context.translate_model))
         result = await tool.ainvoke({"text": source, "language": language})
     except BooktutorError as exc:
         return {"error": exc.as_dict()}

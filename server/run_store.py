@@ -170,47 +170,55 @@ class RunStore:
             )
 
     async def append(self, run_id: str, events: list[StoredEvent], *, status: str | None = None) -> None:
-        """Store a run's events (and its final status, if given) with one NOTIFY.
+        """Store a run's events (and its final status, if given) with one NOTIFY, sent together.
 
         Raises `RunGone` when the run was ended elsewhere (its lease lapsed, say), so its task stops.
         """
-        async with self.pool.connection() as conn, conn.transaction():
-            # The row lock orders this write against a reader marking the run interrupted.
-            row = await (await conn.execute("SELECT status FROM runs WHERE id = %s FOR UPDATE", (run_id,))).fetchone()
-            if row is None or row["status"] != "running":
-                raise RunGone(run_id)
-            await self._insert(conn, {run_id: events})
-            if status:
-                await conn.execute(
-                    "UPDATE runs SET status = %s, finished_at = now() WHERE id = %s", (status, run_id)
-                )
-            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, run_id))
+        columns = _columns({run_id: events})
+        async with self.pool.connection() as conn:
+            async with conn.pipeline(), conn.transaction():
+                # The row lock orders this write against a reader marking the run interrupted; the
+                # writes after it check the status themselves, so none waits for the lock's answer.
+                cur = await conn.execute("SELECT status FROM runs WHERE id = %s FOR UPDATE", (run_id,))
+                if events:
+                    await conn.execute(
+                        "INSERT INTO run_events (run_id, seq, event, data)"
+                        " SELECT * FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[])"
+                        " WHERE EXISTS (SELECT 1 FROM runs WHERE id = %s AND status = 'running')",
+                        (*columns, run_id),
+                    )
+                if status:
+                    await conn.execute(
+                        "UPDATE runs SET status = %s, finished_at = now() WHERE id = %s AND status = 'running'",
+                        (status, run_id),
+                    )
+                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, run_id))
+            row = await cur.fetchone()
+        if row is None or row["status"] != "running":
+            raise RunGone(run_id)
 
     async def append_many(self, batch: dict[str, list[StoredEvent]]) -> set[str]:
-        """Store new events of many running runs in one transaction; the ids of runs no longer running
-        (ended elsewhere), whose events are dropped."""
-        async with self.pool.connection() as conn, conn.transaction():
-            # Locked in id order, so two writers never wait on each other in a circle.
+        """Store new events of many running runs in one statement, notified in the same round trip; the
+        ids of runs no longer running (ended elsewhere), whose events are dropped."""
+        ids = sorted(batch)
+        columns = _columns(batch)
+        # One notification names many runs (a payload holds up to 8,000 bytes). A run that turns out to
+        # have ended elsewhere is named too; its followers read again and find that.
+        payloads = [",".join(ids[i : i + 150]) for i in range(0, len(ids), 150)]
+        async with self.pool.connection() as conn, conn.pipeline():
+            # Locked in id order, so two writers never wait on each other in a circle; the insert keeps
+            # the events of the runs locked as still running.
             cur = await conn.execute(
-                "SELECT id FROM runs WHERE id = ANY(%s) AND status = 'running' ORDER BY id FOR UPDATE", (list(batch),)
+                "WITH running AS (SELECT id FROM runs WHERE id = ANY(%s) AND status = 'running' ORDER BY id FOR UPDATE),"
+                " stored AS (INSERT INTO run_events (run_id, seq, event, data)"
+                " SELECT * FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[]) AS e(run_id, seq, event, data)"
+                " WHERE e.run_id IN (SELECT id FROM running))"
+                " SELECT id FROM running",
+                (ids, *columns),
             )
-            running = {row["id"] for row in await cur.fetchall()}
-            await self._insert(conn, {run_id: events for run_id, events in batch.items() if run_id in running})
-            # One notification names many runs (a payload holds up to 8,000 bytes).
-            ids = sorted(running)
-            payloads = [",".join(ids[i : i + 150]) for i in range(0, len(ids), 150)]
             await conn.execute("SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", (CHANNEL, payloads))
-            return set(batch) - running
-
-    @staticmethod
-    async def _insert(conn: psycopg.AsyncConnection, batch: dict[str, list[StoredEvent]]) -> None:
-        rows = [(run_id, e.seq, e.event, _dump(e.data)) for run_id, events in batch.items() for e in events]
-        if rows:
-            await conn.execute(
-                "INSERT INTO run_events (run_id, seq, event, data)"
-                " SELECT * FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[])",
-                tuple(map(list, zip(*rows))),
-            )
+            running = {row["id"] for row in await cur.fetchall()}
+        return set(batch) - running
 
     async def renew(self, run_ids: list[str]) -> list[str]:
         """Extend the leases of this process's runs; returns the ids someone asked to cancel."""
@@ -290,6 +298,18 @@ class RunStore:
             return None
         row["lease_expired"] = bool(row["lease_expired"]) and row["status"] == "running"
         return RunRecord(**row)
+
+
+def _columns(batch: dict[str, list[StoredEvent]]) -> tuple[list, list, list, list]:
+    """The events of a batch as the four arrays `unnest` takes: run ids, sequence numbers, names, JSON."""
+    columns: tuple[list, list, list, list] = ([], [], [], [])
+    for run_id, events in batch.items():
+        for e in events:
+            columns[0].append(run_id)
+            columns[1].append(e.seq)
+            columns[2].append(e.event)
+            columns[3].append(_dump(e.data))
+    return columns
 
 
 def _dump(data: dict[str, Any]) -> str:

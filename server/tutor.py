@@ -11,7 +11,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any, AsyncIterator, Callable
 
-from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.graph.state import CompiledStateGraph
 
 from booktutor.agents.models import model_name
@@ -128,7 +128,7 @@ class Tutor:
                 None if question_saved else turn.graph_input(),
                 traced,
                 context=context,
-                stream_mode=["updates", "messages", "values"],
+                stream_mode=["updates", "custom", "values"],
                 # With the question saved, the steps in between need no checkpoint of their own: a turn
                 # that dies is asked again, never resumed mid-way, so its state is written once, at the
                 # end (a Postgres commit per step was most of a turn's database time).
@@ -137,11 +137,10 @@ class Tutor:
                 if mode == "values":
                     values = payload
                     continue
-                if mode == "messages":
-                    chunk, metadata = payload
-                    if metadata.get("langgraph_node") == "answer" and isinstance(chunk, AIMessageChunk) and chunk.text:
-                        if not translating:
-                            yield "token", {"text": chunk.text}
+                if mode == "custom":
+                    # Only the answer step writes here (see `graphs.nodes.answer`).
+                    if not translating:
+                        yield "token", {"text": payload["token"]}
                     continue
                 for node, update in payload.items():
                     if node == "route":

@@ -12,7 +12,7 @@ from typing import Any, AsyncGenerator, AsyncIterator, Literal, Optional
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from booktutor.server.auth import Reader
 from booktutor.server.bodies import StoredBody
@@ -107,7 +107,7 @@ def _stream(
 ) -> EventSourceResponse:
     """The chapter's events as named SSE events with sequential ids."""
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
+    async def events() -> AsyncIterator[bytes]:
         sequence = 0
         async for name, data in chapter_events(sections, metadata):
             yield sse_event(id=str(sequence), event=name, data=data)

@@ -6,7 +6,7 @@ from typing import Any, AsyncIterator, Optional
 
 from fastapi import APIRouter, Header, Query
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from booktutor.graphs.turn import TurnInput
 from booktutor.server import crud
@@ -75,7 +75,7 @@ def event_stream(
 ) -> EventSourceResponse:
     """The run's events from `after` on; a client that goes away stops reading, not the run."""
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
+    async def events() -> AsyncIterator[bytes]:
         async for item in runs.follow(run_id, reader_id=reader.id, after=after):
             yield sse_event(id=item.id, event=item.event, data=item.data)
 
