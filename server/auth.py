@@ -9,12 +9,14 @@ import hmac
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import jwt
 from pydantic import BaseModel
 
 from booktutor.server.errors import HttpError
+
+if TYPE_CHECKING:
+    import jwt
 
 HS256 = "HS256"
 MAX_SUBJECT_CHARS = 255
@@ -130,6 +132,8 @@ class Authenticator:
         self.visitors = VisitorIds(visitor_secret(settings)) if self._anonymous else None
         self._jwks: jwt.PyJWKClient | None = None
         if settings.jwks_url:
+            import jwt
+
             self._jwks = jwt.PyJWKClient(
                 settings.jwks_url,
                 cache_keys=True,
@@ -174,6 +178,9 @@ class Authenticator:
                 "This server is not configured to accept sign-in tokens; send the request without one.",
                 code="auth_not_configured",
             )
+        # PyJWT loads `cryptography` (about 8 MB); a server that only sees anonymous readers never needs it.
+        import jwt
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -204,6 +211,8 @@ class Authenticator:
             raise _token_error(exc) from None
 
     async def _jwks_key(self, token: str) -> Any:
+        import jwt
+
         assert self._jwks is not None
         try:
             signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
@@ -231,22 +240,25 @@ def _check_algorithm(offered: Any, expected: str) -> None:
         raise AuthError(f"The sign-in token must be signed with {expected}.", code="invalid_token")
 
 
-# Most specific first: PyJWT's errors subclass one another.
-_TOKEN_ERRORS: tuple[tuple[type[jwt.PyJWTError], str, str], ...] = (
-    (jwt.ExpiredSignatureError, "token_expired", "The sign-in token has expired; sign in again."),
-    (jwt.ImmatureSignatureError, "invalid_token", "The sign-in token is not valid yet."),
-    (jwt.InvalidAudienceError, "invalid_token", "The sign-in token was issued for another audience."),
-    (jwt.InvalidIssuerError, "invalid_token", "The sign-in token was issued by another issuer."),
-    (jwt.InvalidSignatureError, "invalid_token", "The sign-in token's signature does not verify."),
-    (jwt.InvalidAlgorithmError, "invalid_token", "The sign-in token is signed with an algorithm this server does not accept."),
-    (jwt.DecodeError, "invalid_token", "The sign-in token is malformed."),
+# PyJWT's error classes by name (PyJWT is imported only to check a token). Most specific first: they
+# subclass one another.
+_TOKEN_ERRORS: tuple[tuple[str, str, str], ...] = (
+    ("ExpiredSignatureError", "token_expired", "The sign-in token has expired; sign in again."),
+    ("ImmatureSignatureError", "invalid_token", "The sign-in token is not valid yet."),
+    ("InvalidAudienceError", "invalid_token", "The sign-in token was issued for another audience."),
+    ("InvalidIssuerError", "invalid_token", "The sign-in token was issued by another issuer."),
+    ("InvalidSignatureError", "invalid_token", "The sign-in token's signature does not verify."),
+    ("InvalidAlgorithmError", "invalid_token", "The sign-in token is signed with an algorithm this server does not accept."),
+    ("DecodeError", "invalid_token", "The sign-in token is malformed."),
 )
 
 
 def _token_error(exc: jwt.PyJWTError) -> AuthError:
+    import jwt
+
     if isinstance(exc, jwt.MissingRequiredClaimError):
         return AuthError(f"The sign-in token has no '{exc.claim}' claim.", code="invalid_token")
     for kind, code, message in _TOKEN_ERRORS:
-        if isinstance(exc, kind):
+        if isinstance(exc, getattr(jwt, kind)):
             return AuthError(message, code=code)
     return AuthError("The sign-in token is not valid.", code="invalid_token")

@@ -1,8 +1,9 @@
 """The book index: one Qdrant collection with a dense and a sparse vector per chunk.
 
 A folder on Qdrant Edge (Qdrant's engine in the process, tools/edge_client.py) by default, a Qdrant
-server when a URL is given; the same client calls run both. Points use langchain-qdrant's payload
-layout (`page_content` + `metadata`); Qdrant does the hybrid query and Reciprocal Rank Fusion.
+server when a URL is given (tools/qdrant_server.py); the same client calls, in Qdrant Edge's types,
+run both. Points use langchain-qdrant's payload layout (`page_content` + `metadata`); Qdrant does the
+hybrid query and Reciprocal Rank Fusion.
 """
 
 from __future__ import annotations
@@ -14,23 +15,29 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
-from typing import Iterable, NamedTuple, TypedDict
+from typing import TYPE_CHECKING, Iterable, NamedTuple, TypedDict
 
 import numpy as np
+import qdrant_edge as qe
 from langchain_core.embeddings import Embeddings
-from langchain_qdrant import QdrantVectorStore, RetrievalMode
-from qdrant_client import QdrantClient, models
 
 from booktutor.tools.edge_client import EdgeClient, EdgeFolderLocked
 from booktutor.tools.embeddings import get_embeddings
 from booktutor.tools.errors import BookIndexError
 from booktutor.tools.sparse import BM25SparseEmbeddings, terms
 
+if TYPE_CHECKING:
+    from booktutor.tools.qdrant_server import QdrantServer
+
 DENSE = "dense"
 SPARSE = "sparse"
 # Fusion works on more candidates than the caller keeps, so a passage strong in only one of the
 # two rankings can still surface.
 PREFETCH = 24
+# Qdrant's default RRF constant (a point at 0-based rank r scores 1 / (r + 2)); langchain-qdrant's
+# hybrid query carries no k, so a server's default is the one to match. tools/retrieval.py fuses
+# passage rankings with it too.
+RRF_K = 2
 # Vectors remembered by content while a process runs (about 15 MB at 384 dimensions).
 VECTOR_CACHE_SIZE = 10_000
 _CHUNK_NAMESPACE = uuid.UUID("5b0f3f1e-3c55-4a61-9d1b-6f7a2f4b9c10")
@@ -101,13 +108,12 @@ def chunk_id(path: str, file_hash: str, index: int) -> str:
 class BookIndex:
     """Write and search the chunks of one book."""
 
-    def __init__(self, client: QdrantClient | EdgeClient, collection: str, embeddings: Embeddings, embedding_name: str):
+    def __init__(self, client: EdgeClient | QdrantServer, collection: str, embeddings: Embeddings, embedding_name: str):
         self.client = client
         self.collection = collection
         self.embeddings = embeddings
         self.embedding_name = embedding_name
         self.sparse = BM25SparseEmbeddings()
-        self._store: QdrantVectorStore | None = None
         self._dimensions_checked = False
         self._vector_cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
 
@@ -117,23 +123,26 @@ class BookIndex:
         if self.client.collection_exists(self.collection):
             self._check_dimensions(dimensions)
             return
+        # Dense vectors stay in their files until a search reads them (`Cold`): `Cached` would map a
+        # whole preallocated 32 MB file into every process that opens even a small book on Edge.
         self.client.create_collection(
             self.collection,
-            vectors_config={DENSE: models.VectorParams(size=dimensions, distance=models.Distance.COSINE)},
-            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            qe.EdgeConfig(
+                vectors={DENSE: qe.EdgeVectorParams(size=dimensions, distance=qe.Distance.Cosine, memory=qe.Memory.Cold)},
+                sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            ),
         )
         indexed = {
-            "metadata.path": models.PayloadSchemaType.KEYWORD,
-            "metadata.module": models.PayloadSchemaType.KEYWORD,
-            "metadata.page_url": models.PayloadSchemaType.KEYWORD,
-            "metadata.chunk_index": models.PayloadSchemaType.INTEGER,
+            "metadata.path": qe.PayloadSchemaType.Keyword,
+            "metadata.module": qe.PayloadSchemaType.Keyword,
+            "metadata.page_url": qe.PayloadSchemaType.Keyword,
+            "metadata.chunk_index": qe.PayloadSchemaType.Integer,
         }
         for field_name, schema in indexed.items():
             self.client.create_payload_index(self.collection, field_name, schema)
 
     def _check_dimensions(self, dimensions: int) -> None:
-        vectors = self.client.get_collection(self.collection).config.params.vectors
-        size = vectors[DENSE].size if isinstance(vectors, dict) and DENSE in vectors else None
+        size = self.client.vector_sizes(self.collection).get(DENSE)
         if size != dimensions:
             raise BookIndexError(
                 f"The index '{self.collection}' was built with {size}-dimensional embeddings but "
@@ -158,9 +167,7 @@ class BookIndex:
         while True:
             points, offset = self.client.scroll(
                 self.collection,
-                scroll_filter=models.Filter(
-                    must=[models.FieldCondition(key="metadata.chunk_index", match=models.MatchValue(value=0))]
-                ),
+                scroll_filter=qe.Filter(must=[qe.FieldCondition(key="metadata.chunk_index", match=qe.MatchValue(0))]),
                 with_payload=["metadata.path", "metadata.file_hash", "metadata.title", "metadata.page_url"],
                 with_vectors=False,
                 limit=1024,
@@ -214,10 +221,10 @@ class BookIndex:
         order = sorted(range(len(records)), key=lambda i: records[i].index == 0)
         records, dense, sparse = ([items[i] for i in order] for items in (records, dense, sparse))
         points = [
-            models.PointStruct(
-                id=record.id,
-                vector={DENSE: d, SPARSE: models.SparseVector(indices=s.indices, values=s.values)},
-                payload={
+            qe.Point(
+                uuid.UUID(record.id),
+                {DENSE: d, SPARSE: s},
+                {
                     "page_content": record.text,
                     "metadata": {
                         "path": record.path,
@@ -235,7 +242,7 @@ class BookIndex:
             )
             for record, d, s in zip(records, dense, sparse)
         ]
-        self.client.upsert(self.collection, points, wait=True)
+        self.client.upsert(self.collection, points)
         kept: dict[str, list[str]] = {}
         for record in records:
             kept.setdefault(record.path, []).append(record.id)
@@ -245,11 +252,7 @@ class BookIndex:
                 continue
             self.client.delete(
                 self.collection,
-                models.Filter(
-                    must=[_path_is(path)],
-                    must_not=[models.HasIdCondition(has_id=ids)],
-                ),
-                wait=True,
+                qe.Filter(must=[_path_is(path)], must_not=[qe.HasIdCondition({uuid.UUID(i) for i in ids})]),
             )
 
     def remove_paths(self, paths: Iterable[str]) -> None:
@@ -257,15 +260,12 @@ class BookIndex:
         if not paths or not self.client.collection_exists(self.collection):
             return
         self.client.delete(
-            self.collection,
-            models.Filter(must=[models.FieldCondition(key="metadata.path", match=models.MatchAny(any=paths))]),
-            wait=True,
+            self.collection, qe.Filter(must=[qe.FieldCondition(key="metadata.path", match=qe.MatchAny(paths))])
         )
 
     def drop(self) -> None:
         if self.client.collection_exists(self.collection):
             self.client.delete_collection(self.collection)
-        self._store = None
         self._dimensions_checked = False
 
     # -- reading --------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ class BookIndex:
     def count(self) -> int:
         if not self.client.collection_exists(self.collection):
             return 0
-        return self.client.count(self.collection, exact=True).count
+        return self.client.count(self.collection)
 
     def _searchable_dimensions(self) -> int:
         """The embedding size, once the index is known to exist and to match the embedding model."""
@@ -294,20 +294,6 @@ class BookIndex:
         self._check_dimensions(dimensions)
         return dimensions
 
-    def _vector_store(self) -> QdrantVectorStore:
-        if self._store is None:
-            self._searchable_dimensions()
-            self._store = QdrantVectorStore(
-                client=self.client,
-                collection_name=self.collection,
-                embedding=self.embeddings,
-                sparse_embedding=self.sparse,
-                retrieval_mode=RetrievalMode.HYBRID,
-                vector_name=DENSE,
-                sparse_vector_name=SPARSE,
-            )
-        return self._store
-
     def search(self, query: str, *, k: int = 5, page: str | None = None, module: str | None = None) -> list[Passage]:
         """Hybrid (dense + BM25) search fused with RRF, near-duplicates collapsed."""
         limit = max(PREFETCH, k)
@@ -318,9 +304,20 @@ class BookIndex:
         return collapse_duplicates(passages)[:k]
 
     def _search_qdrant(self, query: str, *, limit: int, page: str | None, module: str | None) -> list[Passage]:
-        """The hybrid query run by Qdrant itself, through langchain-qdrant."""
-        hits = self._vector_store().similarity_search_with_score(query, k=limit, filter=search_filter(page, module))
-        return [_passage(doc.metadata["_id"], doc.page_content, doc.metadata, score) for doc, score in hits]
+        """The hybrid query run by a Qdrant server itself, through langchain-qdrant."""
+        if not self._dimensions_checked:
+            self._searchable_dimensions()
+            self._dimensions_checked = True
+        hits = self.client.search(
+            self.collection,
+            query,
+            embeddings=self.embeddings,
+            sparse=self.sparse,
+            vector_names=(DENSE, SPARSE),
+            limit=limit,
+            query_filter=search_filter(page, module),
+        )
+        return [_passage(point_id, text, meta, score) for point_id, text, meta, score in hits]
 
     def _search_native(self, query: str, *, limit: int, page: str | None, module: str | None) -> list[Passage]:
         """The hybrid query langchain-qdrant sends a server (each leg's top `limit`, fused by RRF), run by Edge."""
@@ -329,18 +326,20 @@ class BookIndex:
             self._dimensions_checked = True
         sparse = self.sparse.embed_query(query)
         legs = [
-            models.Prefetch(query=self.embeddings.embed_query(query), using=DENSE, limit=limit),
-            models.Prefetch(query=models.SparseVector(indices=sparse.indices, values=sparse.values), using=SPARSE, limit=limit),
+            qe.Prefetch(limit=limit, query=qe.Query.Nearest(self.embeddings.embed_query(query), using=DENSE)),
+            qe.Prefetch(limit=limit, query=qe.Query.Nearest(sparse, using=SPARSE)),
         ]
         # Every fused candidate (at most both legs' worth), so the cut below is ours.
-        hits = self.client.query_points(
+        hits = self.client.query(
             self.collection,
-            prefetch=legs,
-            query=models.FusionQuery(fusion=models.Fusion.RRF),
-            query_filter=search_filter(page, module),
-            limit=2 * limit,
-            with_payload=True,
-        ).points
+            qe.QueryRequest(
+                limit=2 * limit,
+                query=qe.Fusion.Rrf(k=RRF_K),
+                prefetches=legs,
+                filter=search_filter(page, module),
+                with_payload=True,
+            ),
+        )
         # RRF ties often (first in one leg and third in the other, or the reverse, sum to the same
         # score), and Qdrant returns equal fused scores in an order that changes from query to query
         # (it collects them in a hash map). Point id order makes the same question rank the same way.
@@ -358,7 +357,7 @@ class BookIndex:
         if not self.client.collection_exists(self.collection):
             return []
         points, _ = self.client.scroll(
-            self.collection, scroll_filter=models.Filter(must=[_page_is(page)]), limit=2048, with_vectors=False
+            self.collection, scroll_filter=qe.Filter(must=[_page_is(page)]), limit=2048, with_vectors=False
         )
         found = [(str(p.id), p.payload) for p in points]
         found.sort(key=lambda item: item[1]["metadata"]["chunk_index"])
@@ -388,8 +387,8 @@ class BookIndex:
         return [{**best, "score": 1.0}, *also]
 
 
-def _path_is(path: str) -> models.FieldCondition:
-    return models.FieldCondition(key="metadata.path", match=models.MatchValue(value=path))
+def _path_is(path: str) -> qe.FieldCondition:
+    return qe.FieldCondition(key="metadata.path", match=qe.MatchValue(path))
 
 
 def _page_keys(page: str) -> tuple[str, str]:
@@ -397,24 +396,19 @@ def _page_keys(page: str) -> tuple[str, str]:
     return page.lstrip("./"), page.split("#", 1)[0].rstrip("/") or "/"
 
 
-def _page_is(page: str) -> models.Filter:
+def _page_is(page: str) -> qe.Filter:
     path, url = _page_keys(page)
-    return models.Filter(
-        should=[
-            _path_is(path),
-            models.FieldCondition(key="metadata.page_url", match=models.MatchValue(value=url)),
-        ]
-    )
+    return qe.Filter(should=[_path_is(path), qe.FieldCondition(key="metadata.page_url", match=qe.MatchValue(url))])
 
 
-def search_filter(page: str | None, module: str | None) -> models.Filter | None:
+def search_filter(page: str | None, module: str | None) -> qe.Filter | None:
     """The Qdrant filter for a search limited to a page and/or a module."""
-    conditions: list[models.Condition] = []
+    conditions: list = []
     if page:
         conditions.append(_page_is(page))
     if module:
-        conditions.append(models.FieldCondition(key="metadata.module", match=models.MatchValue(value=module)))
-    return models.Filter(must=conditions) if conditions else None
+        conditions.append(qe.FieldCondition(key="metadata.module", match=qe.MatchValue(module)))
+    return qe.Filter(must=conditions) if conditions else None
 
 
 def _passage(point_id: str, text: str, meta: dict, score: float) -> Passage:
@@ -474,9 +468,12 @@ def open_book_index(
         return _open[key]
 
 
-def _client(*, path: Path | str | None, url: str | None, api_key: str | None) -> QdrantClient | EdgeClient:
+def _client(*, path: Path | str | None, url: str | None, api_key: str | None) -> EdgeClient | QdrantServer:
     if url:
-        return QdrantClient(url=url, api_key=api_key, timeout=30)
+        # Imported here: qdrant-client and langchain-qdrant cost a local index's process about 45 MB.
+        from booktutor.tools.qdrant_server import QdrantServer
+
+        return QdrantServer.connect(url, api_key)
     folder = Path(path)
     try:
         return EdgeClient(folder)

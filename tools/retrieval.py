@@ -7,8 +7,7 @@ from typing import Iterable, Optional, Sequence
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
-from booktutor.tools.edge_client import RRF_K
-from booktutor.tools.index import BookIndex, Passage
+from booktutor.tools.index import RRF_K, BookIndex, Passage
 
 # How many of the pages a previous answer cited (its first citations) a follow-up searches too.
 FOLLOW_UP_PAGES = 1

@@ -14,7 +14,7 @@ from functools import lru_cache
 from hashlib import blake2b
 
 import snowballstemmer
-from langchain_qdrant import SparseEmbeddings, SparseVector
+from qdrant_edge import SparseVector
 
 # BM25 defaults; AVERAGE_LENGTH approximates the stemmed, stopword-free length of one chunk.
 K1 = 1.2
@@ -58,15 +58,16 @@ def _term_index(term: str) -> int:
     return int.from_bytes(blake2b(term.encode(), digest_size=4).digest(), "big") & 0x7FFFFFFF
 
 
-class BM25SparseEmbeddings(SparseEmbeddings):
-    """BM25-style sparse vectors for langchain-qdrant's hybrid retrieval mode."""
+class BM25SparseEmbeddings:
+    """BM25-style sparse vectors, as Qdrant Edge's `SparseVector` (langchain-qdrant's `SparseEmbeddings`
+    calls; tools/qdrant_server.py hands them to langchain-qdrant for a server)."""
 
     def embed_documents(self, texts: list[str]) -> list[SparseVector]:
         return [self._document_vector(text) for text in texts]
 
     def embed_query(self, text: str) -> SparseVector:
         indices = sorted({_term_index(term) for term in terms(text)})
-        return SparseVector(indices=indices, values=[1.0] * len(indices))
+        return SparseVector(indices, [1.0] * len(indices))
 
     @staticmethod
     def _document_vector(text: str) -> SparseVector:
@@ -75,4 +76,4 @@ class BM25SparseEmbeddings(SparseEmbeddings):
         norm = K1 * (1 - B + B * length / AVERAGE_LENGTH)
         indices = sorted(counts)
         values = [counts[i] * (K1 + 1) / (counts[i] + norm) for i in indices]
-        return SparseVector(indices=indices, values=values)
+        return SparseVector(indices, values)

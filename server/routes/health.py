@@ -31,7 +31,7 @@ async def readyz(request: Request):
         checks["postgres"] = f"unreachable: {type(exc).__name__}"
     try:
         index = request.app.state.index
-        await asyncio.wait_for(asyncio.to_thread(index.client.get_collections), timeout=3)
+        await asyncio.wait_for(asyncio.to_thread(index.client.collection_names), timeout=3)
         checks["qdrant"] = "ok"
     except Exception as exc:
         checks["qdrant"] = f"unreachable: {type(exc).__name__}"

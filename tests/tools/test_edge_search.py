@@ -1,16 +1,21 @@
 """The local index (Qdrant Edge) answers what Qdrant answers, leg by leg and fused; writes and deletes
-are seen and persist; one process holds a folder; a folder from local mode asks for a rebuild.
+are seen and persist; one process holds a folder; a folder from local mode asks for a rebuild; the
+local index never imports qdrant-client.
 
 The reference is qdrant-client's local mode holding the same points (the same vectors, copied, not
-re-embedded): it runs Qdrant's scoring formulas in Python, and no server runs here."""
+re-embedded), reached through the server path (tools/qdrant_server.py): it runs Qdrant's scoring
+formulas in Python, and no server runs here."""
 
 from __future__ import annotations
 
 import math
 import shutil
+import subprocess
+import sys
 import warnings
 
 import pytest
+import qdrant_edge as qe
 from qdrant_client import QdrantClient, models
 from qdrant_client.hybrid.fusion import reciprocal_rank_fusion
 
@@ -29,6 +34,7 @@ from booktutor.tools.index import (
     search_filter,
 )
 from booktutor.tools.ingest import ingest_book
+from booktutor.tools.qdrant_server import QdrantServer, client_filter
 from booktutor.tools.retrieval import fuse
 
 # Each scope: (page, module, which doc paths it may return).
@@ -69,7 +75,7 @@ def as_tie_broken_by(ours: list[tuple[str, float]], theirs: list[tuple[str, floa
 @pytest.fixture(scope="module")
 def reference(book_index, tmp_path_factory):
     """The evaluation book's points, copied from the index into Qdrant's local mode."""
-    client = QdrantClient(path=str(tmp_path_factory.mktemp("local-mode")))
+    client = QdrantServer(QdrantClient(path=str(tmp_path_factory.mktemp("local-mode"))))
     index = BookIndex(client, book_index.collection, book_index.embeddings, book_index.embedding_name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # local mode warns that payload indexes are a server feature
@@ -79,9 +85,7 @@ def reference(book_index, tmp_path_factory):
         points, offset = book_index.client.scroll(
             book_index.collection, with_payload=True, with_vectors=True, limit=1024, offset=offset
         )
-        client.upsert(
-            index.collection, [models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points]
-        )
+        client.upsert(index.collection, [qe.Point(p.id, p.vector, p.payload) for p in points])
         if offset is None:
             break
     yield index
@@ -95,8 +99,15 @@ def rrf(*rankings: list[tuple[str, float]]) -> list[tuple[str, float]]:
 
 
 def leg(client, collection: str, name: str, query, page, module, limit: int) -> list[tuple[str, float]]:
-    found = client.query_points(collection, query=query, using=name, query_filter=search_filter(page, module), limit=limit)
-    return [(str(p.id), p.score) for p in found.points]
+    """One vector's ranking, asked of Edge in its types or of the reference in qdrant-client's."""
+    scope = search_filter(page, module)
+    if isinstance(client, QdrantServer):
+        if isinstance(query, qe.SparseVector):
+            query = models.SparseVector(indices=query.indices, values=query.values)
+        found = client.qdrant.query_points(collection, query=query, using=name, query_filter=client_filter(scope), limit=limit).points
+    else:
+        found = client.query(collection, qe.QueryRequest(limit=limit, query=qe.Query.Nearest(query, using=name), filter=scope))
+    return [(str(p.id), p.score) for p in found]
 
 
 def test_the_reference_holds_the_same_points(book_index, reference):
@@ -110,11 +121,7 @@ def test_each_leg_and_the_fusion_rank_every_dev_question_as_qdrant_does(book_ind
     paths = {}
     for item in load_questions(EVAL_SET):
         question = item["question"]
-        sparse = book_index.sparse.embed_query(question)
-        queries = {
-            DENSE: book_index.embeddings.embed_query(question),
-            SPARSE: models.SparseVector(indices=sparse.indices, values=sparse.values),
-        }
+        queries = {DENSE: book_index.embeddings.embed_query(question), SPARSE: book_index.sparse.embed_query(question)}
         tie_broken = []
         for name, query in queries.items():
             ours = leg(book_index.client, book_index.collection, name, query, page, module, PREFETCH)
@@ -135,6 +142,40 @@ def test_each_leg_and_the_fusion_rank_every_dev_question_as_qdrant_does(book_ind
             assert passage["id"] in {i for i, s in by_qdrant if s == pytest.approx(passage["score"], rel=1e-5)}, question
         paths.update({p["id"]: p["path"] for p in fused})
     assert all(in_scope(path) for path in paths.values())
+
+
+def test_the_server_path_searches_and_scopes_as_the_local_index(book_index, reference):
+    """The same hybrid query through langchain-qdrant (what a Qdrant server gets), filters translated."""
+    # Not the same order: langchain-qdrant fuses only each leg's top k and local mode orders ties its own
+    # way (the test above holds the rankings themselves); the passage Edge ranks first is among the five.
+    for item in load_questions(EVAL_SET)[:10]:
+        question = item["question"]
+        assert book_index.search(question, k=1)[0]["id"] in {p["id"] for p in reference.search(question, k=5)}, question
+    question = load_questions(EVAL_SET)[0]["question"]
+    for scope in SCOPES.values():
+        page, module, in_scope = scope
+        found = reference.search(question, k=5, page=page, module=module)
+        assert found and all(in_scope(p["path"]) for p in found)
+    assert [p["id"] for p in reference.page_passages("01-ros2/02-nodes-topics.md")] == [
+        p["id"] for p in book_index.page_passages("01-ros2/02-nodes-topics.md")
+    ]
+
+
+def test_the_local_index_does_not_import_qdrant_client(tmp_path):
+    """qdrant-client and langchain-qdrant (about 45 MB of modules) are for a Qdrant server only."""
+    script = f"""
+import sys
+from pathlib import Path
+from booktutor.tools.index import open_book_index
+from booktutor.tools.ingest import ingest_book
+index = open_book_index(path={str(tmp_path / "index")!r}, collection="sample")
+ingest_book(Path({str(SAMPLE_BOOK)!r}), index)
+assert index.search("What is a PID controller?", k=1)
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("qdrant_client", "langchain_qdrant", "grpc")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_fusion_matches_qdrant_client_rrf():
@@ -201,21 +242,24 @@ def test_idf_counts_deleted_points_until_their_segment_is_rebuilt_as_a_qdrant_se
     client = EdgeClient(tmp_path / "index")
     client.create_collection(
         "c",
-        vectors_config={DENSE: models.VectorParams(size=2, distance=models.Distance.COSINE)},
-        sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+        qe.EdgeConfig(
+            vectors={DENSE: qe.EdgeVectorParams(size=2, distance=qe.Distance.Cosine)},
+            sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        ),
     )
     # Term 1 in two of ten points; then five points without it are deleted.
     client.upsert(
         "c",
         [
-            models.PointStruct(id=i, vector={DENSE: [1.0, 0.0], SPARSE: models.SparseVector(indices=terms, values=[1.0] * len(terms))})
+            qe.Point(i, {DENSE: [1.0, 0.0], SPARSE: qe.SparseVector(terms, [1.0] * len(terms))})
             for i, terms in enumerate([[1, 2]] * 2 + [[2]] * 8)
         ],
     )
-    client.delete("c", models.Filter(must=[models.HasIdCondition(has_id=list(range(5, 10)))]))
+    client.delete("c", qe.Filter(must=[qe.HasIdCondition(set(range(5, 10)))]))
 
     def score() -> float:
-        return client.query_points("c", query=models.SparseVector(indices=[1], values=[1.0]), using=SPARSE).points[0].score
+        request = qe.QueryRequest(limit=1, query=qe.Query.Nearest(qe.SparseVector([1], [1.0]), using=SPARSE))
+        return client.query("c", request)[0].score
 
     def idf(points: int, with_term: int) -> float:
         return math.log((points - with_term + 0.5) / (with_term + 0.5) + 1)
