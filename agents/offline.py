@@ -43,8 +43,9 @@ _ADMONITION = re.compile(r"^\s*:::\w*[^\n]*\n?|\n?\s*:::\s*$")
 _FOLLOW_UP = re.compile(r"\b(it|its|that|this|these|those|they|them|there|one|ones)\b", re.I)
 
 # Tuned on the dev answer set (eval/dev-answers.jsonl), never on the unseen sets. On it, with units read
-# under their page title and heading trail, the off-topic questions' best units reach 0.14-0.27 and the
-# answerable ones' 0.32 and up (int8 MiniLM, tools/embeddings.py): the threshold sits between the two.
+# under their page title and heading trail, the off-topic questions' best units reach 0.14-0.26 and the
+# answerable ones' 0.33 and up (8-bit MiniLM, tools/embeddings.py): the threshold sits between the two.
+# Questions near the book's subject that it does not cover score 0.27-0.53, among the answerable ones.
 DECLINE_BELOW = 0.30
 """A question whose best quotable unit is less similar than this (cosine, MiniLM) is declined."""
 SECOND_UNIT = 0.85
@@ -58,8 +59,8 @@ SELECTION_SHARE = 0.6
 """A passage unit that is this share or more the reader's selection is not quoted to explain it."""
 BEYOND_SELECTION = 0.5
 """How similar (cosine, to the question with the selection) a passage unit must be to explain a selection
-in its place. On the dev set the unit chosen for each selection question scores 0.51-0.78; a paragraph
-on services, beside a selection about topics, 0.48."""
+in its place. On the dev set the unit chosen for each selection question scores about 0.5-0.8; a
+paragraph on services, beside a selection about topics, 0.48."""
 MAX_ANSWER_CHARS = 1600
 """A second unit is left out when the two would be longer than this."""
 

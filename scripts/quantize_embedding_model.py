@@ -55,7 +55,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         float_path = Path(scratch) / "float.onnx"
         onnx.save(model, str(float_path))
-        quantize_dynamic(float_path, TARGET, weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(float_path, TARGET, weight_type=QuantType.QUInt8, per_channel=True)
     print(f"wrote {TARGET} ({TARGET.stat().st_size / 2**20:.1f} MB)")
 
 
