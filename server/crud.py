@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,30 @@ async def create_thread(session: AsyncSession, *, thread_id: str, title: str, re
     return thread
 
 
+async def open_thread(
+    session: AsyncSession, *, thread_id: str, title: str, reader_id: str | None, new: bool
+) -> tuple[bool, Profile | None]:
+    """Create the thread (`new`) or mark an existing one of this reader as used now, and read the
+    reader's profile, in one statement: (whether the thread is there and theirs, their profile).
+
+    A turn's start waits for this, so it is one round trip, committed as it runs.
+    """
+    if new:
+        touched = insert(Thread).values(id=thread_id, title=title[:200], reader_id=reader_id)
+    else:
+        touched = update(Thread).where(Thread.id == thread_id, owned_by(reader_id)).values(updated_at=func.now())
+    touched = touched.returning(Thread.id).cte("touched")
+    query = select(touched.c.id, Profile).select_from(touched).outerjoin(Profile, Profile.reader_id == reader_id)
+    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    row = (await session.execute(query)).first()
+    return (row is not None, row[1] if row is not None else None)
+
+
+def owned_by(reader_id: str | None):
+    """The threads of `reader_id` (None: the CLI's own threads, which have no reader)."""
+    return Thread.reader_id.is_(None) if reader_id is None else Thread.reader_id == reader_id
+
+
 async def delete_thread(session: AsyncSession, *, thread_id: str) -> None:
     """The thread's row and the feedback given on its answers."""
     await session.execute(delete(Feedback).where(Feedback.thread_id == thread_id))
@@ -35,7 +59,7 @@ async def touch_thread(session: AsyncSession, *, thread: Thread) -> None:
 
 
 async def list_threads(session: AsyncSession, *, reader_id: str | None, limit: int = 50) -> list[Thread]:
-    query = select(Thread).where(Thread.reader_id.is_(None) if reader_id is None else Thread.reader_id == reader_id)
+    query = select(Thread).where(owned_by(reader_id))
     return list((await session.scalars(query.order_by(Thread.updated_at.desc()).limit(limit))).all())
 
 

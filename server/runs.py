@@ -129,7 +129,6 @@ class RunManager:
         *,
         reader_id: str,
         thread_id: str | None,
-        profile: dict[str, Any] | None = None,
     ) -> str:
         """Validate, check ownership, claim the thread, and start the run in the background; its id."""
         if not self.slots.try_acquire():
@@ -140,7 +139,9 @@ class RunManager:
             # at once they wait their turn here, not in the pools, whose short waits are there to show
             # an outage within seconds and would fail starts that only had to queue.
             async with self.starting:
-                thread_id, is_new, metadata = await self._begin(turn, run_id=run_id, thread_id=thread_id, reader_id=reader_id)
+                thread_id, is_new, profile, metadata = await self._begin(
+                    turn, run_id=run_id, thread_id=thread_id, reader_id=reader_id
+                )
         except BaseException:
             self.slots.release()
             raise
@@ -153,10 +154,12 @@ class RunManager:
 
     async def _begin(
         self, turn: TurnInput, *, run_id: str, thread_id: str | None, reader_id: str
-    ) -> tuple[str, bool, dict[str, Any]]:
-        """Find or make the thread, record the run, save the question: (thread id, new?, metadata)."""
-        # Ownership first (inside begin_turn): another reader's thread is not found, never busy.
-        thread_id, is_new = await self.tutor.begin_turn(turn, thread_id=thread_id, reader_id=reader_id)
+    ) -> tuple[str, bool, dict[str, Any] | None, dict[str, Any]]:
+        """Find or make the thread, record the run, save the question: (thread id, new?, the reader's
+        profile, metadata)."""
+        # Ownership first (inside begin_turn): another reader's thread is not found, never busy. The
+        # profile comes from our own store (kept per reader, visitors included), never from the request.
+        thread_id, is_new, profile = await self.tutor.begin_turn(turn, thread_id=thread_id, reader_id=reader_id)
         metadata = {"run_id": run_id, "thread_id": thread_id, "new_thread": is_new}
         try:
             await self.store.claim(run_id=run_id, thread_id=thread_id, reader_id=reader_id, metadata=metadata)
@@ -178,7 +181,7 @@ class RunManager:
         except BaseException:
             await asyncio.shield(self._abandon(run_id, thread_id, is_new=is_new))
             raise
-        return thread_id, is_new, metadata
+        return thread_id, is_new, profile, metadata
 
     async def check_thread_free(self, thread_id: str) -> None:
         if await self.store.thread_busy(thread_id):

@@ -21,7 +21,7 @@ from booktutor.graphs.turn import TurnInput
 from booktutor.server import crud
 from booktutor.server.db import checkpointer, create_engine, database_url, run_migrations, session_factory
 from booktutor.server.settings import Settings
-from booktutor.server.threads import ThreadNotFoundError, owned_thread
+from booktutor.server.threads import ThreadNotFoundError, open_owned_thread, owned_thread
 from booktutor.tools.errors import BooktutorError
 
 __all__ = ["MessageNotFoundError", "ThreadNotFoundError", "Tutor", "TurnInput", "TurnResult", "open_tutor"]
@@ -83,12 +83,13 @@ class Tutor:
 
     async def begin_turn(
         self, turn: TurnInput, *, thread_id: str | None = None, reader_id: str | None = None
-    ) -> tuple[str, bool]:
-        """Validate a turn and make sure its thread exists: (thread id, whether it is new)."""
+    ) -> tuple[str, bool, dict[str, Any] | None]:
+        """Validate a turn and make sure its thread exists: (thread id, whether it is new, the reader's
+        stored profile as the graph's context takes it, None without one)."""
         turn.validate(self.settings)
-        is_new = thread_id is None
-        thread_id = await self.ensure_thread(thread_id=thread_id, title=turn.title, reader_id=reader_id)
-        return thread_id, is_new
+        async with self.sessions() as session:
+            opened, profile = await open_owned_thread(session, thread_id=thread_id, title=turn.title, reader_id=reader_id)
+        return opened, thread_id is None, profile.as_context() if profile is not None else None
 
     async def save_question(self, turn: TurnInput, *, thread_id: str) -> None:
         """Checkpoint the turn's input (the reader's question) as the graph would, and wait until it is stored.
@@ -99,7 +100,11 @@ class Tutor:
         """
         config = {"configurable": {"thread_id": thread_id}}
         # The graph takes the input and stops before its first step; leaving the run waits for the save.
-        async for _ in self.graph.astream(turn.graph_input(), config, interrupt_before=["route"], stream_mode="updates"):
+        # One checkpoint, written on leaving, holds the question: the input checkpoint and its pending
+        # writes that the default durability stores first would be two more round trips for nothing.
+        async for _ in self.graph.astream(
+            turn.graph_input(), config, interrupt_before=["route"], stream_mode="updates", durability="exit"
+        ):
             pass
 
     async def stream_turn(
@@ -177,7 +182,8 @@ class Tutor:
         on_token: Callable[[str], None] | None = None,
     ) -> TurnResult:
         """Run one turn to the end, calling `on_token` with answer text as it streams."""
-        thread_id, is_new = await self.begin_turn(turn, thread_id=thread_id, reader_id=reader_id)
+        thread_id, is_new, stored = await self.begin_turn(turn, thread_id=thread_id, reader_id=reader_id)
+        profile = profile if profile is not None else stored
         result = None
         async for kind, data in self.stream_turn(turn, thread_id=thread_id, is_new=is_new, profile=profile):
             if kind == "token" and on_token:

@@ -9,9 +9,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from booktutor.graphs.turn import TurnInput
-from booktutor.server import crud
 from booktutor.server.auth import Reader
-from booktutor.server.deps import CurrentReader, RunsDep, SessionDep, SettingsDep
+from booktutor.server.deps import CurrentReader, RunsDep, SettingsDep
 from booktutor.server.runs import RunManager
 from booktutor.server.sse import STREAM_RESPONSE, sse_event, sse_response
 from booktutor.server.threads import THREAD_ID
@@ -82,27 +81,21 @@ def event_stream(
     return sse_response(events(), reader=reader, heartbeat=heartbeat, headers={"Content-Location": stream_url(run_id)})
 
 
-async def _start(
-    body: ChatRequest | ExplainRequest, reader: Reader, runs: RunManager, session, settings
-) -> EventSourceResponse:
-    # The profile comes from our own store (kept per reader, visitors included), never from the request.
-    stored = await crud.get_profile(session, reader_id=reader.id)
-    profile = stored.as_context() if stored else None
-    await session.close()
-    run_id = await runs.start(body.turn(), reader_id=reader.id, thread_id=body.thread_id, profile=profile)
+async def _start(body: ChatRequest | ExplainRequest, reader: Reader, runs: RunManager, settings) -> EventSourceResponse:
+    run_id = await runs.start(body.turn(), reader_id=reader.id, thread_id=body.thread_id)
     return event_stream(runs, run_id, reader, after=-1, heartbeat=settings.heartbeat_seconds)
 
 
 @router.post("/chat", response_class=EventSourceResponse, responses=STREAM_RESPONSE)
-async def chat(body: ChatRequest, reader: CurrentReader, runs: RunsDep, session: SessionDep, settings: SettingsDep):
+async def chat(body: ChatRequest, reader: CurrentReader, runs: RunsDep, settings: SettingsDep):
     """Ask the tutor; the answer streams as `metadata`, `step`, `sources`, `token`…, `done` (or `error`)."""
-    return await _start(body, reader, runs, session, settings)
+    return await _start(body, reader, runs, settings)
 
 
 @router.post("/explain", response_class=EventSourceResponse, responses=STREAM_RESPONSE)
-async def explain(body: ExplainRequest, reader: CurrentReader, runs: RunsDep, session: SessionDep, settings: SettingsDep):
+async def explain(body: ExplainRequest, reader: CurrentReader, runs: RunsDep, settings: SettingsDep):
     """Explain a selected passage, streamed like `/v1/chat`."""
-    return await _start(body, reader, runs, session, settings)
+    return await _start(body, reader, runs, settings)
 
 
 @router.get("/runs/{run_id}/stream", response_class=EventSourceResponse, responses=STREAM_RESPONSE)
