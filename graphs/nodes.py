@@ -37,6 +37,8 @@ _SMALL_TALK = re.compile(
 _TRANSLATE = re.compile(r"^\s*(please\s+)?translate\b", re.I)
 _LANGUAGE_NAMES = {name.lower(): code for code, (name, _) in LANGUAGES.items()}
 _CITATION = re.compile(r"\[(\d{1,2})\]")
+# How long the answer step may parse a burst of streamed text before it lets the event loop run.
+YIELD_SECONDS = 0.001
 
 
 def _context(runtime: Runtime[Context] | None) -> Context:
@@ -214,19 +216,18 @@ async def retrieve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Hybrid search of the book; a selection's own section comes first."""
     context = _context(runtime)
     inputs = turn_inputs(state)
-    # Opening the index reads files and loads the embedding model: keep it off the event loop.
-    tool = await asyncio.to_thread(search_tool, context)
     asked = _last_human(state["messages"]).text
-    passages = await tool.ainvoke(
-        {
-            "query": state.get("query") or asked,
-            "asked": asked,
-            "k": context.k,
-            "page": inputs.get("page"),
-            "selected_text": inputs.get("selected_text"),
-            "cited_before": _cited_before(state) if state.get("turn") == "follow_up" else None,
-        }
-    )
+    request = {
+        "query": state.get("query") or asked,
+        "asked": asked,
+        "k": context.k,
+        "page": inputs.get("page"),
+        "selected_text": inputs.get("selected_text"),
+        "cited_before": _cited_before(state) if state.get("turn") == "follow_up" else None,
+    }
+    # Opening the index (the first time), embedding the query and searching all take CPU for
+    # milliseconds: one worker thread does all three, keeping the event loop free for other streams.
+    passages = await asyncio.to_thread(lambda: search_tool(context).invoke(request))
     return {"passages": passages}
 
 
@@ -255,6 +256,7 @@ async def _stream_answer(
     # slack` after the last text, at the cost of a timer every `slack` seconds rather than per token.
     slack = min(1.0, silence_seconds / 10)
     chunks = []
+    yielded = 0.0
     async with asyncio.timeout(silence_seconds) as silence:
         async for chunk in model.astream(messages):
             if (now := loop.time()) + silence_seconds > silence.when():
@@ -264,8 +266,12 @@ async def _stream_answer(
                 write({"token": text})
             # Chunks that arrived together would otherwise be parsed back to back without the loop
             # running anything else: the reader's first token waited for the whole burst (13 ms for
-            # 100 tokens), and every other stream of the process with it.
-            await asyncio.sleep(0)
+            # 100 tokens), and every other stream of the process with it. Letting the loop run once per
+            # `YIELD_SECONDS` of parsing (and after the first token) bounds that wait without a loop
+            # turn per token.
+            if now - yielded >= YIELD_SECONDS:
+                await asyncio.sleep(0)
+                yielded = loop.time()
     if not chunks:
         return AIMessage(content="")
     return chunks[0] + chunks[1:] if len(chunks) > 1 else chunks[0]
