@@ -27,9 +27,13 @@ from booktutor.server.settings import Settings
 
 MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
 OWNER = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
 import psycopg
+
+# Ctrl-C stops a process in a terminal; a test runner started in the background inherits SIGINT
+# ignored (POSIX shells without job control), which a child keeps unless it asks for the default.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from booktutor.server.db import database_url
 from booktutor.server.settings import Settings
 
