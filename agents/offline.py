@@ -257,11 +257,11 @@ def extractive_answer(
     # A lead line is never quoted alone ("…on a real robot:" needs its list): it stands for what it introduces.
     follower = {id(units[i - 1]): i for i in range(1, len(units)) if units[i].lead and units[i].lead == units[i - 1].text and units[i].lead.endswith(":")}
     ranked = list(dict.fromkeys(follower.get(id(units[i]), i) for i in ranked))
+    shown = _as_shown(selection) if selection else ""
     if selection:
         # The reader has the selection in front of them: quoting it back explains nothing. What the book
         # says around and beyond it does, when it is about the same thing; otherwise the selection is
         # quoted, the passages only adding to it.
-        shown = _as_shown(selection)
         beyond = [
             i for i in ranked
             if units[i].n and similarity[i] >= BEYOND_SELECTION and not _repeats(_as_shown(units[i].text), shown)
@@ -284,7 +284,7 @@ def extractive_answer(
     for i in chosen:
         number = units[i].n or cite_selection
         unit = units[i]
-        if selection and unit.n and unit.lead and _repeats(_as_shown(unit.lead), _as_shown(selection)):
+        if selection and unit.n and unit.lead and _repeats(_as_shown(unit.lead), shown):
             unit = replace(unit, lead="")  # a lead line the reader selected is not quoted back either
         parts.append(_render(unit, f" [{number}]" if number else "", question_vector, embeddings))
     lead = "About the selected passage: " if selection else ""

