@@ -19,7 +19,7 @@ from booktutor.agents.offline import OfflineChatModel
 from booktutor.agents.prompts import answer_messages
 from booktutor.graphs.context import Context, open_index
 from booktutor.graphs.state import State, TurnKind
-from booktutor.tools.embeddings import offline_embeddings
+from booktutor.tools.embeddings import MiniLMEmbeddings, offline_embeddings
 from booktutor.tools.errors import BooktutorError
 from booktutor.tools.markdown import blocks
 from booktutor.tools.personalization import build_rewrite_tool, looks_like_follow_up
@@ -106,6 +106,31 @@ def written_in(turn: TurnKind, language: str | None, context: Context) -> str | 
 def search_tool(context: Context) -> BaseTool:
     """The `search_book` tool over the index this run's context points at."""
     return build_search_tool(open_index(context))
+
+
+def embed_question_soon(message: str, context: Context, *, selected_text: str | None = None) -> None:
+    """Start embedding a turn's message on a worker thread now, while the turn's first database round
+    trips are awaited, so its search finds the vector ready (or waits for this one, never computes
+    it twice: see `MiniLMEmbeddings.embed_query`).
+
+    Every turn that searches embeds the reader's message as written: as its query, or beside a rewrite
+    (see `tools.retrieval.search`); turns that do not search (small talk, translation) start nothing.
+    Only the offline embeddings share a vector being computed; a remote embedding model would be
+    called twice, so it is left to the search.
+    """
+    turn = classify_turn(message, selected_text=selected_text, has_history=False)
+    if route_turn({"turn": turn}) != "rewrite_query":
+        return
+    text = message.strip()
+
+    def embed() -> None:
+        embeddings = open_index(context).embeddings
+        if isinstance(embeddings, MiniLMEmbeddings):
+            embeddings.embed_query(text)
+
+    started = asyncio.get_running_loop().run_in_executor(None, embed)
+    # A failure here (no index yet, say) is the search's to report, with its own error code.
+    started.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 _BUILT: set[tuple] = set()

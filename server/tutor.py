@@ -17,6 +17,7 @@ from langgraph.graph.state import CompiledStateGraph
 from booktutor.agents.models import model_name
 from booktutor.graphs.context import Context
 from booktutor.graphs.graph import builder
+from booktutor.graphs.nodes import embed_question_soon
 from booktutor.graphs.turn import TurnInput
 from booktutor.server import crud
 from booktutor.server.db import checkpointer, create_engine, database_url, run_migrations, session_factory
@@ -87,6 +88,8 @@ class Tutor:
         """Validate a turn and make sure its thread exists: (thread id, whether it is new, the reader's
         stored profile as the graph's context takes it, None without one)."""
         turn.validate(self.settings)
+        # Its search will embed the question: that starts now, beside the round trips below.
+        embed_question_soon(turn.message, self.settings.context(), selected_text=turn.selected_text)
         async with self.sessions() as session:
             opened, profile = await open_owned_thread(session, thread_id=thread_id, title=turn.title, reader_id=reader_id)
         return opened, thread_id is None, profile.as_context() if profile is not None else None

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -52,6 +53,9 @@ class MiniLMEmbeddings(Embeddings):
         self._workers = workers or min(4, os.cpu_count() or 1)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        # Query vectors by text, newest last; a vector still being computed is a pending future.
+        self._queries: OrderedDict[str, Future] = OrderedDict()
+        self._queries_lock = threading.Lock()
 
     def _embed(self, text: str) -> np.ndarray:
         """The unit vector of one text, in one onnxruntime run."""
@@ -80,13 +84,31 @@ class MiniLMEmbeddings(Embeddings):
         return [vector.tolist() for vector in vectors]
 
     def embed_query(self, text: str) -> list[float]:
-        # One search embeds its query several times (the book, the reader's page, the pages a
-        # follow-up points at), and readers ask the same questions: each text is embedded once.
-        return list(self._embed_query(text))
+        """The vector of a question, embedded once however many ask for it.
 
-    @lru_cache(maxsize=QUERY_CACHE)
-    def _embed_query(self, text: str) -> tuple[float, ...]:
-        return tuple(self._embed(text).tolist())
+        One search embeds its query several times (the book, the reader's page, the pages a follow-up
+        points at), readers ask the same questions, and the server starts embedding a question before
+        the turn's search asks for it (`graphs.nodes.embed_question_soon`): a caller that finds the
+        text being embedded on another thread waits for that vector instead of computing it again.
+        """
+        with self._queries_lock:
+            vector = self._queries.get(text)
+            mine = vector is None
+            if mine:
+                vector = self._queries[text] = Future()
+                if len(self._queries) > QUERY_CACHE:
+                    self._queries.popitem(last=False)
+            else:
+                self._queries.move_to_end(text)
+        if mine:
+            try:
+                vector.set_result(tuple(self._embed(text).tolist()))
+            except BaseException as exc:
+                with self._queries_lock:
+                    if self._queries.get(text) is vector:
+                        del self._queries[text]
+                vector.set_exception(exc)
+        return list(vector.result())
 
 
 @lru_cache(maxsize=1)

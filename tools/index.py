@@ -301,7 +301,7 @@ class BookIndex:
             passages = self._search_native(query, limit=limit, page=page, module=module)
         else:
             passages = self._search_qdrant(query, limit=limit, page=page, module=module)
-        return collapse_duplicates(passages)[:k]
+        return collapse_duplicates(passages, keep=k)
 
     def _search_qdrant(self, query: str, *, limit: int, page: str | None, module: str | None) -> list[Passage]:
         """The hybrid query run by a Qdrant server itself, through langchain-qdrant."""
@@ -427,10 +427,18 @@ def _normalise(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[`*_>#|]", "", text)).strip().lower()
 
 
-def collapse_duplicates(passages: list[Passage], threshold: float = 0.9) -> list[Passage]:
-    """Drop passages whose terms nearly repeat a better-ranked one (boilerplate repeated across pages)."""
+def collapse_duplicates(passages: list[Passage], threshold: float = 0.9, *, keep: int | None = None) -> list[Passage]:
+    """The first `keep` passages (all without it) that do not nearly repeat a better-ranked one
+    (boilerplate repeated across pages).
+
+    Whether a passage is kept depends only on those ranked above it, so stopping at `keep` returns
+    what collapsing the whole list and cutting it would, without the terms of passages never shown
+    (deriving them was a third of a search's time).
+    """
     kept: list[tuple[Passage, set[str]]] = []
     for passage in passages:
+        if keep is not None and len(kept) >= keep:
+            break
         words = set(terms(passage["text"]))
         if any(len(words & seen) / (len(words | seen) or 1) >= threshold for _, seen in kept):
             continue

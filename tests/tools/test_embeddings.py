@@ -3,6 +3,8 @@ it is ingested among others or asked alone."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,38 @@ def test_vectors_agree_with_the_model_the_shipped_one_was_derived_from(embedding
     agreement = (np.array(embeddings.embed_documents(texts)) * np.array(source.embed_documents(texts))).sum(axis=1)
     assert agreement.min() >= 0.97
     assert np.median(agreement) >= 0.99
+
+
+class _Counted(MiniLMEmbeddings):
+    """The real model, counting the texts it runs; the first `failures` runs fail."""
+
+    def __init__(self, failures: int = 0) -> None:
+        super().__init__(workers=1)
+        self.runs: list[str] = []
+        self.failures = failures
+
+    def _embed(self, text: str) -> np.ndarray:
+        self.runs.append(text)
+        if len(self.runs) <= self.failures:
+            raise RuntimeError("model run failed")
+        return super()._embed(text)
+
+
+def test_a_question_asked_on_several_threads_at_once_is_embedded_once():
+    # The server starts embedding a question before the turn's search asks for it: whichever comes
+    # second waits for the first one's vector.
+    embeddings = _Counted()
+    question = "How does a PID controller use the derivative term?"
+    with ThreadPoolExecutor(8) as pool:
+        vectors = list(pool.map(embeddings.embed_query, [question] * 8))
+    assert embeddings.runs == [question]
+    assert all(vector == vectors[0] for vector in vectors)
+    assert vectors[0] == embeddings.embed_query(question) and len(embeddings.runs) == 1
+
+
+def test_a_failed_embedding_is_not_remembered():
+    embeddings = _Counted(failures=1)
+    with pytest.raises(RuntimeError):
+        embeddings.embed_query("What is ROS 2?")
+    assert len(embeddings.embed_query("What is ROS 2?")) == DIMENSIONS
+    assert embeddings.runs == ["What is ROS 2?", "What is ROS 2?"]

@@ -7,6 +7,7 @@ import pytest
 from tests.conftest import EVAL_SET
 from booktutor.tools.evaluation import evaluate_file, load_questions
 from booktutor.tools.errors import InvalidInputError
+from booktutor.tools.index import collapse_duplicates
 from booktutor.tools.retrieval import build_search_tool, search
 
 # The targets for the default offline setup (measured: 0.979 / 0.903, paraphrases 1.0 / 0.875).
@@ -79,3 +80,17 @@ def test_a_follow_up_searches_the_pages_the_previous_answer_cited(book_index):
     assert plain[0] != "03-isaac/01-isaac-sim.md"
     assert followed[0] == "03-isaac/01-isaac-sim.md"
     assert "00-introduction/03-hardware-requirements.md" in followed  # the rest of the book is still there
+
+
+def test_near_duplicates_collapse_and_stopping_early_changes_nothing(book_index):
+    hits = book_index.search("How do ROS 2 nodes exchange messages through topics?", k=24)
+    # Boilerplate repeated across pages: the same passage again under other ids, one with a word changed.
+    copies = [{**hits[0], "id": "copy-1"}, {**hits[1], "id": "copy-2", "text": hits[1]["text"] + " Again."}]
+    ranked = [hits[0], hits[1], *copies, *hits[2:]]
+
+    collapsed = collapse_duplicates(ranked)
+
+    assert [p["id"] for p in collapsed[:2]] == [hits[0]["id"], hits[1]["id"]]
+    assert not {"copy-1", "copy-2"} & {p["id"] for p in collapsed}
+    for keep in (1, 3, 5, 10):
+        assert collapse_duplicates(ranked, keep=keep) == collapsed[:keep]
