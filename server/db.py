@@ -94,6 +94,9 @@ SCHEMA_LOCK = 0x626F6F6B  # "book"
 # would wait for the holder while the holder waits for it (a deadlock Postgres does not detect).
 TRY_SCHEMA_LOCK = "SELECT pg_try_advisory_lock(%s) AS taken"
 SCHEMA_LOCK_POLL_SECONDS = 0.1
+# A pooled connection that has not been checked for this long is pinged before use (see
+# `check_connection_every`); one used more recently is trusted.
+PING_AFTER_SECONDS = 2.0
 
 
 @contextlib.contextmanager
@@ -127,7 +130,30 @@ def run_migrations(url: str) -> None:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    return create_async_engine(sqlalchemy_url(url), pool_pre_ping=True)
+    """The app's SQLAlchemy engine; its pooled connections are pinged as the psycopg pools' are
+    (`check_connection_every`), not on every checkout (`pool_pre_ping`, a round trip per turn)."""
+    from sqlalchemy import event, exc
+
+    engine = create_async_engine(sqlalchemy_url(url))
+    dialect = engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def ping_if_idle(dbapi_connection, record, proxy) -> None:
+        now = time.monotonic()
+        if now - record.info.get("pinged", -PING_AFTER_SECONDS) < PING_AFTER_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool drops this connection and checks out another (a fresh one if need be).
+            raise exc.DisconnectionError() from error
+        record.info["pinged"] = now
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def fresh(dbapi_connection, record) -> None:
+        record.info["pinged"] = time.monotonic()
+
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker:
@@ -148,7 +174,7 @@ def retry_reconnects_steadily() -> None:
     AttemptWithBackoff.DELAY_BACKOFF = 1.0
 
 
-def check_connection_every(seconds: float = 2.0):
+def check_connection_every(seconds: float = PING_AFTER_SECONDS):
     """A psycopg pool `check` that pings a connection at most once every `seconds`.
 
     Checking every checkout (psycopg_pool's `check_connection`) costs a round trip per checkpoint

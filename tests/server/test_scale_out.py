@@ -26,6 +26,7 @@ import pytest
 from tests.conftest import BOOKTUTOR, MODEL_VARIABLES, REPO, free_port
 from tests.openai_stub import ScriptedOpenAI
 from tests.server.conftest import JWT_SECRET, auth
+from booktutor.server.db import PING_AFTER_SECONDS
 
 TOPICS = "How do ROS 2 nodes exchange messages through topics?"
 LONG = " ".join(f"word{n}" for n in range(120)) + " [1]."
@@ -512,3 +513,25 @@ async def test_a_postgres_outage_answers_503_and_clear_errors_and_recovers_at_on
         sum(e["data"].get("code") == "database_unavailable" for e in endings),
         round(recovered_after, 2),
     )
+
+
+async def test_after_a_postgres_restart_a_server_that_sat_idle_answers_its_first_request(spawn, throwaway_postgres):
+    # Pooled connections are not pinged on every checkout (a round trip per turn), only once they have
+    # sat unchecked for PING_AFTER_SECONDS: a restart that broke them all is then noticed before use.
+    server = spawn("idle-restart", database=throwaway_postgres.url).wait_ready()
+    headers = auth("idle-restart-reader")
+    async with httpx.AsyncClient(timeout=30) as http:
+        status, events = await collect(http, "POST", f"{server.url}/v1/chat", json={"message": TOPICS}, headers=headers)
+        assert status == 200 and events[-1]["event"] == "done", events
+        thread_id = events[0]["data"]["thread_id"]
+
+        throwaway_postgres.stop()
+        throwaway_postgres.start()
+        await asyncio.sleep(PING_AFTER_SECONDS + 0.5)
+
+        status, events = await collect(
+            http, "POST", f"{server.url}/v1/chat", json={"message": "Asking again.", "thread_id": thread_id}, headers=headers
+        )
+        assert status == 200 and events[-1]["event"] == "done", events
+        listed = await http.get(f"{server.url}/v1/threads", headers=headers)
+        assert listed.status_code == 200 and thread_id in {t["thread_id"] for t in listed.json()["threads"]}
