@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, Callable, Literal
 
@@ -108,6 +110,14 @@ def search_tool(context: Context) -> BaseTool:
     return build_search_tool(open_index(context))
 
 
+# A thread of its own: on the loop's default executor, the searches of a burst of turns would queue
+# behind every question the burst started embedding. A search that comes first embeds its question
+# itself, and the early job then finds the vector there; a job that waited longer than
+# `EARLY_EMBEDDING_STALE_SECONDS` to start is dropped (its turn's search is under way by then).
+EARLY_EMBEDDING = ThreadPoolExecutor(1, thread_name_prefix="early-embedding")
+EARLY_EMBEDDING_STALE_SECONDS = 1.0
+
+
 def embed_question_soon(message: str, context: Context, *, selected_text: str | None = None) -> None:
     """Start embedding a turn's message on a worker thread now, while the turn's first database round
     trips are awaited, so its search finds the vector ready (or waits for this one, never computes
@@ -122,13 +132,16 @@ def embed_question_soon(message: str, context: Context, *, selected_text: str | 
     if route_turn({"turn": turn}) != "rewrite_query":
         return
     text = message.strip()
+    submitted = time.monotonic()
 
     def embed() -> None:
+        if time.monotonic() - submitted > EARLY_EMBEDDING_STALE_SECONDS:
+            return
         embeddings = open_index(context).embeddings
         if isinstance(embeddings, MiniLMEmbeddings):
             embeddings.embed_query(text)
 
-    started = asyncio.get_running_loop().run_in_executor(None, embed)
+    started = asyncio.get_running_loop().run_in_executor(EARLY_EMBEDDING, embed)
     # A failure here (no index yet, say) is the search's to report, with its own error code.
     started.add_done_callback(lambda done: done.cancelled() or done.exception())
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 from langchain_core.messages import HumanMessage
 
 from booktutor.agents.offline import OFFLINE_LABEL, SMALL_TALK_REPLY
+from booktutor.graphs.context import open_index
 from booktutor.graphs.graph import builder
+from booktutor.graphs.nodes import EARLY_EMBEDDING
 from booktutor.graphs.turn import TurnInput
 from booktutor.server.tutor import ThreadNotFoundError
 from booktutor.tools.errors import InvalidInputError
@@ -260,3 +263,20 @@ async def test_a_translate_request_translates_the_selection(tutor, language_mode
     assert result.answer.startswith("ur: ") and "`create_publisher`" in result.answer
     assert result.sources == []
     assert "Urdu" in json.dumps(language_model.requests[-1]["messages"])
+
+
+async def test_a_turn_starts_embedding_its_question_as_it_begins_and_small_talk_does_not(tutor, monkeypatch):
+    embeddings = open_index(tutor.settings.context()).embeddings
+    runs: list[str] = []
+    real = embeddings._embed
+    monkeypatch.setattr(embeddings, "_embed", lambda text: runs.append(text) or real(text))
+    question = "How does a humanoid keep its balance on one foot? (asked once)"
+
+    await tutor.begin_turn(TurnInput(question))
+    await tutor.begin_turn(TurnInput("Hello there!"))
+    # Wait for the early-embedding thread to finish what the two turns gave it.
+    await asyncio.get_running_loop().run_in_executor(EARLY_EMBEDDING, lambda: None)
+
+    assert runs == [question]
+    embeddings.embed_query(question)  # what the turn's search asks for: found, not embedded again
+    assert runs == [question]
