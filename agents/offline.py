@@ -3,9 +3,10 @@
 It reads the tagged context the answer prompt carries (see `agents.prompts`), picks the block that
 best answers the question (a paragraph, a list with its lead-in line, table rows under their header,
 or a code block), quotes it whole with its citation, and streams the result word by word; when nothing
-in the passages is close to the question it says so and cites nothing. Every answer ends with a label
-saying no language model wrote it. It reads with the book's own tools (embeddings, the index's
-analyzer, the Markdown block reader), which whoever builds it hands in: agents do not import tools.
+in the passages is close to the question, or the passages never use a word the question rests on, it
+says so and cites nothing. Every answer ends with a label saying no language model wrote it. It reads
+with the book's own tools (embeddings, the index's analyzer, the Markdown block reader), which whoever
+builds it hands in: agents do not import tools.
 """
 
 from __future__ import annotations
@@ -41,13 +42,24 @@ _TAG_LINE = re.compile(r"^\s*(</?[A-Za-z][^>]*>\s*)+$|^\s*:::\s*$|^\s*(import|ex
 _TAG = re.compile(r"</?[A-Za-z][^>]*>")
 _ADMONITION = re.compile(r"^\s*:::\w*[^\n]*\n?|\n?\s*:::\s*$")
 _FOLLOW_UP = re.compile(r"\b(it|its|that|this|these|those|they|them|there|one|ones)\b", re.I)
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+#-]*")
 
 # Tuned on the dev answer set (eval/dev-answers.jsonl), never on the unseen sets. On it, with units read
 # under their page title and heading trail, the off-topic questions' best units reach 0.14-0.26 and the
 # answerable ones' 0.33 and up (8-bit MiniLM, tools/embeddings.py): the threshold sits between the two.
-# Questions near the book's subject that it does not cover score 0.27-0.53, among the answerable ones.
+# Questions near the book's subject that it does not cover score 0.27-0.53, among the answerable ones:
+# those are told apart by MISSING_WORD_WEIGHT instead.
 DECLINE_BELOW = 0.30
 """A question whose best quotable unit is less similar than this (cosine, MiniLM) is declined."""
+MISSING_WORD_WEIGHT = 0.12
+"""A question is declined when the word that carries most of its meaning appears nowhere in the passages
+and carries at least this much (see `_rests_on_missing_word`): the question's vector moves this far
+(1 - cosine, MiniLM) when the word is taken out. A question the book does not cover is about something
+the book never names ("underwater", "swarms", "ultrasonic" weigh 0.15-0.20 in the dev set's questions); a
+learner's paraphrase of what it does answer misses everyday words that carry little of it ("gulp",
+"hogs", "slick": no missing word of an answerable dev question weighs more than 0.09)."""
+MIN_TERM_CHARS = 3
+"""Shorter analyzer terms (the "s" of "robot's", "e.g.") say nothing about what a question is about."""
 SECOND_UNIT = 0.85
 """A second unit is quoted when it scores at least this share of the best one."""
 FOLLOW_UP_CONTEXT = 0.5
@@ -251,8 +263,16 @@ def extractive_answer(
 
     scores = [score(i) for i in range(len(units))]
     ranked = sorted(range(len(units)), key=scores.__getitem__, reverse=True)
-    if not selection and closest < DECLINE_BELOW:
-        return _decline(passages)
+    # Declined: a question nothing in the passages comes close to (off-topic), or one resting on a word the
+    # passages never use (near the book's subject but not in it). A question about a selection is about
+    # that passage; a follow-up's words lean on the question before it, so only its closeness is judged.
+    if not selection:
+        best_unit_vector = unit_vectors[int(np.argmax(similarity))]
+        if closest < DECLINE_BELOW or (
+            before is None
+            and _rests_on_missing_word(question, question_vector, best_unit_vector, set().union(*unit_terms), terms, embeddings)
+        ):
+            return _decline(passages)
 
     # A lead line is never quoted alone ("…on a real robot:" needs its list): it stands for what it introduces.
     follower = {id(units[i - 1]): i for i in range(1, len(units)) if units[i].lead and units[i].lead == units[i - 1].text and units[i].lead.endswith(":")}
@@ -291,8 +311,55 @@ def extractive_answer(
     return lead + "\n\n".join(parts)
 
 
+def _rests_on_missing_word(
+    question: str,
+    question_vector: Any,
+    best_unit_vector: Any,
+    found: set[str],
+    terms: Callable[[str], list[str]],
+    embeddings: Embeddings,
+) -> bool:
+    """Whether the question is about something the passages never name (`found` holds their terms): the
+    word that carries most of its meaning is one they never use, it carries at least MISSING_WORD_WEIGHT,
+    and the best unit is no closer to the question with it than without it (a word the book says otherwise,
+    "reply" for its "response", brings them closer). A word's weight is how far the question's vector moves
+    (1 - cosine) when the word is taken out, each time it occurs. One embedding per word, at most."""
+    spans: dict[str, list[tuple[int, int]]] = {}
+    missing: set[str] = set()
+    for match in _WORD.finditer(question):
+        word_terms = {t for t in terms(match.group()) if len(t) >= MIN_TERM_CHARS}
+        if word_terms:
+            word = match.group().lower()
+            spans.setdefault(word, []).append(match.span())
+            if not word_terms <= found:
+                missing.add(word)
+    if not missing:
+        return False
+
+    def without(words: list[str]) -> np.ndarray:
+        texts = []
+        for word in words:
+            kept, start = [], 0
+            for begin, end in spans[word]:
+                kept.append(question[start:begin])
+                start = end
+            texts.append(" ".join(" ".join([*kept, question[start:]]).split()))
+        return np.array(embeddings.embed_documents(texts))
+
+    missing_words = sorted(missing)
+    missing_vectors = without(missing_words)
+    weights = 1.0 - missing_vectors @ question_vector
+    heaviest = int(np.argmax(weights))
+    if weights[heaviest] < MISSING_WORD_WEIGHT:
+        return False
+    if float(missing_vectors[heaviest] @ best_unit_vector) < float(question_vector @ best_unit_vector):
+        return False  # the word helps the best unit match: the book says it in other words
+    present = [word for word in spans if word not in missing]
+    return not present or bool((1.0 - without(present) @ question_vector).max() <= weights[heaviest])
+
+
 def _decline(passages: list[dict[str, Any]]) -> str:
-    """No passage is close to the question: say so, name what the book covers nearby, cite nothing."""
+    """The passages do not answer the question: say so, name what the book covers nearby, cite nothing."""
     nearby = list(dict.fromkeys(p.get("heading") or p.get("title") or "" for p in passages if p.get("heading") or p.get("title")))
     text = "The book does not seem to cover this."
     if nearby:

@@ -147,6 +147,23 @@ def test_off_topic_questions_are_declined_citing_nothing(model):
     assert not _MARKER.search(body)
 
 
+def test_a_question_resting_on_a_word_the_passages_never_use_is_declined(model, monkeypatch):
+    from booktutor.agents import offline
+
+    # Near the passages (nodes exchanging messages), but about swarms, which they never name.
+    swarms = answer_messages(question="How do swarms of nodes exchange messages with each other?", passages=PASSAGES)
+    assert body_of(model.invoke(swarms).content).startswith("The book does not seem to cover this.")
+    # Close enough to be answered, but for that word.
+    asked = answer_messages(question="How do nodes exchange messages with each other?", passages=PASSAGES)
+    assert cited(model.invoke(asked).content) == {1}
+    monkeypatch.setattr(offline, "MISSING_WORD_WEIGHT", 1.0)
+    assert cited(model.invoke(swarms).content) == {1}
+    monkeypatch.undo()
+    # A word the passages say otherwise ("reply" for their "response") brings the best one closer: answered.
+    reply = answer_messages(question="How does a service client get a reply from the server?", passages=PASSAGES)
+    assert cited(model.invoke(reply).content) == {2}
+
+
 def test_invoke_answers_the_final_question_after_history(model):
     history = [HumanMessage("What is a topic?"), AIMessage("A topic is a named bus [1].")]
     messages = answer_messages(

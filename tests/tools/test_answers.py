@@ -26,8 +26,10 @@ ANSWERABLE_DECLINED = 0.05
 OFF_TOPIC_DECLINED = 0.90
 # Questions near the book's subject that it does not answer ("kind": "uncovered": drones, exoskeletons,
 # welding, in a book on humanoids) come as close to the book as learners' own paraphrases of what it
-# does answer, so the similarity threshold declines 6 of the dev set's 12; a regression guard at that.
-DEV_UNCOVERED_DECLINED = 0.50
+# does answer: the similarity threshold declines 6 of the dev set's 12, and a word of the question that
+# the passages never use and that carries much of its meaning ("underwater", "swarms") 4 more; the
+# drones and the surgical robots' sense of touch still get a quote. A regression guard at 10 of 12.
+DEV_UNCOVERED_DECLINED = 0.80
 # What the unseen sets show today (a regression guard; the threshold is never tuned on these sets): their
 # answers hold half their key terms in 12 of 16 (physical-AI pages) and 18 of 21 (sample book); of their
 # off-topic and uncovered questions together 4 of 5 and 5 of 6 are declined: a circuit-board question
