@@ -191,8 +191,10 @@ def widget_built() -> Path:
     return WIDGET_JS
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(widget_built):
+    """Chromium, for one test module at a time: Playwright's sync API runs an event loop on this thread
+    while it is open, and a test after it that starts one of its own (`asyncio.run`) would fail."""
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM.is_file(), "the browser tests need Debian's chromium: apt-get install -y chromium"
