@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
@@ -21,6 +23,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import PrivateAttr
 
 import numpy as np
 
@@ -367,6 +370,45 @@ def _decline(passages: list[dict[str, Any]]) -> str:
     return text
 
 
+REMEMBERED_VECTORS = 2048
+"""Vectors of the units (and question variants) most recently embedded, kept for the next answers
+(1.5 KB each): readers ask about the same pages, and the same questions."""
+
+
+class _RememberedVectors(Embeddings):
+    """`embeddings` keeping the document vectors of the last `size` texts it embedded.
+
+    The book's text does not change between answers, so a unit of a passage quoted for one question is
+    embedded once for the next question that retrieves it; an answer to a question asked before costs
+    no model run at all. Questions go to `embeddings`, which keeps its own.
+    """
+
+    def __init__(self, embeddings: Embeddings, size: int) -> None:
+        self._embeddings = embeddings
+        self._size = size
+        self._vectors: OrderedDict[str, list[float]] = OrderedDict()
+        # Answers are written on worker threads, several at once.
+        self._lock = threading.Lock()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        with self._lock:
+            known = {text: self._vectors[text] for text in texts if text in self._vectors}
+            for text in known:
+                self._vectors.move_to_end(text)
+        missing = list(dict.fromkeys(text for text in texts if text not in known))
+        if missing:
+            computed = dict(zip(missing, self._embeddings.embed_documents(missing)))
+            known.update(computed)
+            with self._lock:
+                self._vectors.update(computed)
+                while len(self._vectors) > self._size:
+                    self._vectors.popitem(last=False)
+        return [known[text] for text in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._embeddings.embed_query(text)
+
+
 class OfflineChatModel(BaseChatModel):
     """Answers from the passages in its prompt, without a language model."""
 
@@ -377,6 +419,11 @@ class OfflineChatModel(BaseChatModel):
     blocks: Callable[[str], list[Any]]
     """Markdown split into its top-level blocks (each with `.kind` and `.text`): what is quoted whole."""
     model_name: str = OFFLINE_MODEL_NAME
+    _remembered: _RememberedVectors = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        super().model_post_init(context)
+        self._remembered = _RememberedVectors(self.embeddings, REMEMBERED_VECTORS)
 
     @property
     def _llm_type(self) -> str:
@@ -394,7 +441,7 @@ class OfflineChatModel(BaseChatModel):
             return SMALL_TALK_REPLY
         asked_before = [m.text for m in messages[:-1] if isinstance(m, HumanMessage)]
         answer = extractive_answer(
-            context, embeddings=self.embeddings, terms=self.terms, blocks=self.blocks, history=asked_before
+            context, embeddings=self._remembered, terms=self.terms, blocks=self.blocks, history=asked_before
         )
         return f"{answer}\n\n{OFFLINE_LABEL}"
 

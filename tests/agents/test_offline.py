@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from langchain_core.embeddings import Embeddings
 from langchain_core.messages import AIMessage, HumanMessage
 
 from booktutor.agents.offline import NOT_FOUND, OFFLINE_LABEL, OFFLINE_MODEL_NAME, SMALL_TALK_REPLY, OfflineChatModel
@@ -303,3 +304,33 @@ def test_the_readers_profile_stays_out_of_the_system_message():
     assert "poem" not in small_talk[0].content and "poem" in small_talk[-1].content
 
 
+
+
+class _CountedEmbeddings(Embeddings):
+    """The offline embeddings, counting the document texts the model is run on."""
+
+    def __init__(self) -> None:
+        self.documents: list[str] = []
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.documents.extend(texts)
+        return offline_embeddings().embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return offline_embeddings().embed_query(text)
+
+
+def test_units_are_embedded_once_across_answers():
+    embeddings = _CountedEmbeddings()
+    model = OfflineChatModel(embeddings=embeddings, terms=terms, blocks=blocks)
+    question = answer_messages(question="How do nodes exchange messages through topics?", passages=PASSAGES)
+
+    first = model.invoke(question).content
+    embedded = len(embeddings.documents)
+    again = model.invoke(question).content
+    nearby = model.invoke(answer_messages(question="What does a node publish on a topic?", passages=PASSAGES)).content
+
+    assert embedded > 0 and again == first
+    # The same passages again: none of their units is embedded a second time.
+    assert len(embeddings.documents) == embedded
+    assert cited(nearby) == {1}
