@@ -398,7 +398,8 @@ class _RememberedVectors(Embeddings):
                 self._vectors.move_to_end(text)
         missing = list(dict.fromkeys(text for text in texts if text not in known))
         if missing:
-            computed = {text: np.asarray(vector, dtype=np.float32) for text, vector in zip(missing, self._embeddings.embed_documents(missing))}
+            vectors = self._embeddings.embed_documents(missing)
+            computed = {text: np.asarray(vector, dtype=np.float32) for text, vector in zip(missing, vectors)}
             known.update(computed)
             with self._lock:
                 self._vectors.update(computed)
