@@ -115,13 +115,16 @@ class CuttingProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.cut_after = 0
+        self.cut_event = b"event: token"
         self.cuts = 0
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def arm(self, tokens: int) -> None:
+    def arm(self, tokens: int, *, event: str = "token") -> None:
+        """Cut in the middle of the `tokens`-th `event` event of the next response that has one."""
         with self.lock:
             self.cut_after = tokens
+            self.cut_event = f"event: {event}".encode()
 
     def _accept(self) -> None:
         while True:
@@ -146,7 +149,7 @@ class CuttingProxy:
                     seen += data
                     with self.lock:
                         wanted = self.cut_after
-                        position = _nth(seen, b"event: token", wanted)
+                        position = _nth(seen, self.cut_event, wanted)
                         if wanted and position >= 0:
                             self.cut_after = 0
                             self.cuts += 1

@@ -182,6 +182,24 @@ def test_a_dropped_connection_resumes_and_the_answer_arrives_once(server, new_pa
         proxy.close()
 
 
+def test_a_connection_dropped_before_the_first_event_is_read_still_resumes(server, new_page):
+    # The run's first event (its id) is cut in half: the widget learns the run from the response's
+    # Content-Location header and picks the whole answer up from the server.
+    proxy = CuttingProxy(server.port)
+    try:
+        page = open_demo(new_page(), proxy.url, PID_PAGE)
+        proxy.arm(1, event="metadata")
+        answer = ask(page, "What does the integral term of a PID controller do?")
+        assert proxy.cuts == 1
+        stored = httpx.get(
+            f"{server.url}/v1/threads/{answer['threadId']}", headers={"X-Visitor-Id": visitor_id(page, proxy)}
+        ).json()
+        assert answer["text"] == stored["messages"][-1]["content"] and answer["citations"]
+        assert widget(page).locator(".turn").count() == 1
+    finally:
+        proxy.close()
+
+
 # -- the reader's things -----------------------------------------------------------------------------
 
 

@@ -22,7 +22,10 @@ const sleep = (ms, signal) =>
  */
 export async function followRun(api, path, body, { onEvent, onReconnecting, signal }) {
   let response = await api.request("POST", path, { body, headers: { Accept: "text/event-stream" }, signal });
-  let runId = null;
+  // The run's address comes with the response's headers, before any event: a connection that drops
+  // with the first events still unread (they can arrive in the same read as the failure) is resumed
+  // all the same.
+  let runId = runIdOf(response);
   let lastId = null;
   let attempt = 0;
 
@@ -62,6 +65,12 @@ export async function followRun(api, path, body, { onEvent, onReconnecting, sign
       response = { body: emptyBody() };
     }
   }
+}
+
+/** The run id in a run's stream URL (`Content-Location: /v1/runs/<id>/stream`), or null. */
+function runIdOf(response) {
+  const match = /\/runs\/([^/?#]+)\/stream/.exec(response.headers?.get("Content-Location") || "");
+  return match ? decodeURIComponent(match[1]) : null;
 }
 
 /** A stream that ends at once, so a failed reconnect goes round the retry loop again. */
