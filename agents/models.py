@@ -38,7 +38,8 @@ def model_name(endpoint: Endpoint = OFFLINE, model: str = DEFAULT_MODEL) -> str:
 
 
 def _chunk_dicts_client(endpoint: Endpoint, api_key: str):
-    """An `openai.AsyncOpenAI` whose streamed chat chunks stay the dicts they were parsed into.
+    """An `openai.AsyncOpenAI` on aiohttp (see `transport.py`) whose streamed chat chunks stay the dicts
+    they were parsed into.
 
     The SDK builds a `ChatCompletionChunk` model for every chunk (field by field, with runtime type
     checks), and langchain-openai turns it straight back into a dict with `model_dump()` before making
@@ -50,6 +51,8 @@ def _chunk_dicts_client(endpoint: Endpoint, api_key: str):
     import openai
     from openai.types.chat import ChatCompletionChunk
 
+    from booktutor.agents.transport import loop_local_http_client
+
     class ChunkDictsClient(openai.AsyncOpenAI):
         def _process_response_data(self, *, data, cast_to, response):
             if cast_to is ChatCompletionChunk and isinstance(data, dict):
@@ -60,7 +63,13 @@ def _chunk_dicts_client(endpoint: Endpoint, api_key: str):
                 return data
             return super()._process_response_data(data=data, cast_to=cast_to, response=response)
 
-    return ChunkDictsClient(base_url=endpoint.base_url, api_key=api_key, timeout=endpoint.timeout, max_retries=endpoint.retries)
+    return ChunkDictsClient(
+        base_url=endpoint.base_url,
+        api_key=api_key,
+        timeout=endpoint.timeout,
+        max_retries=endpoint.retries,
+        http_client=loop_local_http_client(),
+    )
 
 
 @lru_cache(maxsize=16)

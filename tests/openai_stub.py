@@ -535,6 +535,13 @@ class ScriptedOpenAI:
         #: Seconds of keep-alive comments (and no text) after a streamed reply's first token.
         self.keepalive_stall = 0.0
 
+    def open_connections(self) -> set[socket.socket]:
+        """The client connections open right now (keep-alive ones included)."""
+        if self._server is None:
+            return set()
+        with self._server._track_lock:
+            return set(self._server._connections)
+
     # ------------------------------------------------------------ scripting
     def reply(self, text: str) -> None:
         """Queue a plain assistant reply."""

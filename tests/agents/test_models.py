@@ -6,7 +6,11 @@ the model name of each role as arguments.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import re
+import time
+import warnings
 import pytest
 from langchain_openai import ChatOpenAI
 
@@ -223,3 +227,30 @@ async def test_translator_and_rewriter_use_their_role_models(language_model, mon
     assert translate_request["model"] == "tutor-translate-1"
     assert rewrite_request["model"] == "tutor-rewrite-1"
     assert rewrite_request["temperature"] == 0.0
+
+
+def test_one_answer_model_serves_one_event_loop_after_another_and_closes_each_loops_connections(language_model):
+    # The CLI and the tests run several loops in turn while a chat model is built once per
+    # configuration; the model client's aiohttp sessions each belong to one loop.
+    replies = ["Topics carry messages [1].", "Subscribers receive them [1]."]
+    model = role_model(models.answer_model, Settings(), "answer")
+    messages = answer_messages(question="How do nodes exchange messages?", passages=PASSAGES)
+
+    async def answer() -> str:
+        return "".join([chunk.content async for chunk in model.astream(messages)])
+
+    already_open = language_model.open_connections()
+    heard = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for reply in replies:
+            language_model.reply(reply)
+            heard.append(asyncio.run(answer()))
+        gc.collect()
+    deadline = time.monotonic() + 5
+    while language_model.open_connections() - already_open and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert heard == replies
+    assert language_model.open_connections() - already_open == set()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
