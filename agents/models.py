@@ -37,48 +37,15 @@ def model_name(endpoint: Endpoint = OFFLINE, model: str = DEFAULT_MODEL) -> str:
     return model if endpoint.configured else OFFLINE_MODEL_NAME
 
 
-def _chunk_dicts_client(endpoint: Endpoint, api_key: str):
-    """An `openai.AsyncOpenAI` on aiohttp (see `transport.py`) whose streamed chat chunks stay the dicts
-    they were parsed into.
-
-    The SDK builds a `ChatCompletionChunk` model for every chunk (field by field, with runtime type
-    checks), and langchain-openai turns it straight back into a dict with `model_dump()` before making
-    its message chunk: the round trip was two thirds of the client's CPU per streamed token. Given the
-    dict, langchain-openai skips both. Requests, retries, errors (mid-stream ones too) and whole
-    responses stay the SDK's; only chunks of `chat.completions.create(stream=True)` are affected, and
-    no role here uses `beta.chat.completions.stream`, which would need the models.
-    """
-    import openai
-    from openai.types.chat import ChatCompletionChunk
-
-    from booktutor.agents.transport import loop_local_http_client
-
-    class ChunkDictsClient(openai.AsyncOpenAI):
-        def _process_response_data(self, *, data, cast_to, response):
-            if cast_to is ChatCompletionChunk and isinstance(data, dict):
-                for choice in data.get("choices") or ():
-                    # The model would read a missing delta as None; langchain-openai indexes it.
-                    if isinstance(choice, dict):
-                        choice.setdefault("delta", None)
-                return data
-            return super()._process_response_data(data=data, cast_to=cast_to, response=response)
-
-    return ChunkDictsClient(
-        base_url=endpoint.base_url,
-        api_key=api_key,
-        timeout=endpoint.timeout,
-        max_retries=endpoint.retries,
-        http_client=loop_local_http_client(),
-    )
-
-
 @lru_cache(maxsize=16)
 def _openai_chat(model: str, endpoint: Endpoint, temperature: float) -> BaseChatModel:
     from langchain_openai import ChatOpenAI
 
+    from booktutor.agents.streaming import chunk_dicts_client
+
     # Local servers (llama.cpp, vLLM, Ollama) accept any key but the client insists on one.
     api_key = endpoint.api_key or "not-needed"
-    chunk_dicts = _chunk_dicts_client(endpoint, api_key)
+    chunk_dicts = chunk_dicts_client(endpoint, api_key)
     return ChatOpenAI(
         model=model,
         base_url=endpoint.base_url,

@@ -194,9 +194,11 @@ def test_answer_model_streams_from_the_configured_server(language_model, monkeyp
     assert re.search(r"<question-[0-9a-f]+>\nHow do nodes exchange messages\?\n</question-", request["messages"][-1]["content"])
 
 
-async def test_answer_model_astreams_with_the_default_model(language_model):
+async def test_answer_model_astreams_with_the_default_model(language_model, monkeypatch):
     reply = "Publishers send messages to a topic, and subscribers receive them [1]."
     language_model.reply(reply)
+    # Paced like a model writing: text that arrives together comes out as one chunk (see streaming.py).
+    monkeypatch.setattr(language_model, "token_delay", 0.01)
 
     chunks = [
         chunk.content

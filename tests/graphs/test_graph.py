@@ -126,7 +126,7 @@ async def test_bad_turns_are_refused_before_anything_is_written(tutor):
         await tutor.run_turn(TurnInput(TOPICS), thread_id="no-such-thread")
 
 
-async def test_language_model_answers_for_the_reader_and_translates(tutor, language_model):
+async def test_language_model_answers_for_the_reader_and_translates(tutor, language_model, monkeypatch):
     language_model.reply("ROS 2 topic publish subscribe messages between nodes")  # the rewrite step
     language_model.reply("Nodes publish messages on named topics and other nodes subscribe to them [1].")
     profile = {"hardware_background": "embedded systems", "experience_level": "beginner"}
@@ -145,6 +145,8 @@ async def test_language_model_answers_for_the_reader_and_translates(tutor, langu
     # With a model, an Urdu answer is written in Urdu in the answer call itself and streams as written.
     language_model.reply("command to list ROS 2 topics")
     language_model.reply("ur:Run `ros2 topic list` ur:to ur:see ur:the ur:topics [1].")
+    # Paced like a model writing: text that arrives together comes out as one chunk (agents/streaming.py).
+    monkeypatch.setattr(language_model, "token_delay", 0.01)
     before = len(language_model.requests)
     tokens: list[str] = []
     urdu = await tutor.run_turn(
