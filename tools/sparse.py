@@ -70,6 +70,11 @@ class BM25SparseEmbeddings:
         return SparseVector(indices, [1.0] * len(indices))
 
     @staticmethod
+    def term_vector(term: str) -> SparseVector:
+        """The query vector of one analyzer term as it is (`terms` output; not analyzed again)."""
+        return SparseVector([_term_index(term)], [1.0])
+
+    @staticmethod
     def _document_vector(text: str) -> SparseVector:
         counts = Counter(_term_index(term) for term in terms(text))
         length = sum(counts.values())
