@@ -12,6 +12,7 @@ import threading
 from collections import Counter
 from functools import lru_cache
 from hashlib import blake2b
+from typing import Iterable
 
 import snowballstemmer
 from qdrant_edge import SparseVector
@@ -70,9 +71,10 @@ class BM25SparseEmbeddings:
         return SparseVector(indices, [1.0] * len(indices))
 
     @staticmethod
-    def term_vector(term: str) -> SparseVector:
-        """The query vector of one analyzer term as it is (`terms` output; not analyzed again)."""
-        return SparseVector([_term_index(term)], [1.0])
+    def terms_vector(found: Iterable[str]) -> SparseVector:
+        """The query vector of analyzer terms as they are (`terms` output, not analyzed again)."""
+        indices = sorted({_term_index(term) for term in found})
+        return SparseVector(indices, [1.0] * len(indices))
 
     @staticmethod
     def _document_vector(text: str) -> SparseVector:
