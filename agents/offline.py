@@ -3,10 +3,10 @@
 It reads the tagged context the answer prompt carries (see `agents.prompts`), picks the block that
 best answers the question (a paragraph, a list with its lead-in line, table rows under their header,
 or a code block), quotes it whole with its citation, and streams the result word by word; when nothing
-in the passages is close to the question, or the passages never use a word the question rests on, it
-says so and cites nothing. Every answer ends with a label saying no language model wrote it. It reads
-with the book's own tools (embeddings, the index's analyzer, the Markdown block reader), which whoever
-builds it hands in: agents do not import tools.
+in the passages is close to the question, or the question rests on words the passages or the whole book
+never use, it says so and cites nothing. Every answer ends with a label saying no language model wrote
+it. It reads with the book's own tools (embeddings, the index's analyzer and vocabulary, the Markdown
+block reader), which whoever builds it hands in: agents do not import tools.
 """
 
 from __future__ import annotations
@@ -55,12 +55,14 @@ _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+#-]*")
 DECLINE_BELOW = 0.30
 """A question whose best quotable unit is less similar than this (cosine, MiniLM) is declined."""
 MISSING_WORD_WEIGHT = 0.12
-"""A question is declined when the word that carries most of its meaning appears nowhere in the passages
-and carries at least this much (see `_rests_on_missing_word`): the question's vector moves this far
-(1 - cosine, MiniLM) when the word is taken out. A question the book does not cover is about something
-the book never names ("underwater", "swarms", "ultrasonic" weigh 0.15-0.20 in the dev set's questions); a
-learner's paraphrase of what it does answer misses everyday words that carry little of it ("gulp",
-"hogs", "slick": no missing word of an answerable dev question weighs more than 0.09)."""
+"""A question is declined when the word that carries most of its meaning appears nowhere in the passages,
+or the words the whole book never uses together carry most of it, and carry at least this much (see
+`_rests_on_missing_word`): the question's vector moves this far (1 - cosine, MiniLM) when they are taken
+out. A question the book does not cover is about something the book never names ("underwater",
+"swarms", "ultrasonic" weigh 0.15-0.20 in the dev set's questions, "surgical" and "surgeon" together
+0.24); a learner's paraphrase of what it does answer misses everyday words that carry little of it ("gulp",
+"hogs", "slick": no missing word of an answerable dev question weighs more than 0.09), and those it
+misses together, which can weigh up to 0.37 ("hogs", "busy", "side", "handlers"), bring its passage closer."""
 MIN_TERM_CHARS = 3
 """Shorter analyzer terms (the "s" of "robot's", "e.g.") say nothing about what a question is about."""
 SECOND_UNIT = 0.85
@@ -203,10 +205,12 @@ def extractive_answer(
     terms: Callable[[str], list[str]],
     blocks: Callable[[str], list[Any]],
     history: list[str] | None = None,
+    unused: Callable[[list[str]], set[str]] | None = None,
+    misspells: Callable[[str], bool] | None = None,
 ) -> str:
     """Quote the paragraph, list, table rows or code block of the passages that best answers the question,
     whole and cited, or decline when nothing there is close to it (see `OfflineChatModel` for `embeddings`,
-    `terms` and `blocks`; `history` holds the reader's earlier questions, oldest first)."""
+    `terms`, `blocks`, `unused` and `misspells`; `history` holds the reader's earlier questions, oldest first)."""
     question = context["question"]
     passages = context["passages"]
     selection = context.get("selection")
@@ -273,7 +277,9 @@ def extractive_answer(
         best_unit_vector = unit_vectors[int(np.argmax(similarity))]
         if closest < DECLINE_BELOW or (
             before is None
-            and _rests_on_missing_word(question, question_vector, best_unit_vector, set().union(*unit_terms), terms, embeddings)
+            and _rests_on_missing_word(
+                question, question_vector, best_unit_vector, set().union(*unit_terms), terms, embeddings, unused, misspells
+            )
         ):
             return _decline(passages)
 
@@ -321,44 +327,77 @@ def _rests_on_missing_word(
     found: set[str],
     terms: Callable[[str], list[str]],
     embeddings: Embeddings,
+    unused: Callable[[list[str]], set[str]] | None = None,
+    misspells: Callable[[str], bool] | None = None,
 ) -> bool:
-    """Whether the question is about something the passages never name (`found` holds their terms): the
-    word that carries most of its meaning is one they never use, it carries at least MISSING_WORD_WEIGHT,
-    and the best unit is no closer to the question with it than without it (a word the book says otherwise,
-    "reply" for its "response", brings them closer). A word's weight is how far the question's vector moves
-    (1 - cosine) when the word is taken out, each time it occurs. One embedding per word, at most."""
+    """Whether the question is about something the book never names: what carries most of its meaning is
+    words the passages (`found` holds their terms) never use. Two candidates are weighed: the heaviest
+    single word the passages never use, and, when `unused` says which terms the whole book never uses,
+    every word of the question the book never uses, taken out together ("surgical" and "surgeon" share
+    one meaning, so each alone weighs little). A candidate's weight is how far the question's vector moves
+    (1 - cosine) when it is taken out, each time it occurs. The question is declined when a candidate
+    weighs at least MISSING_WORD_WEIGHT, outweighs every other word of the question alone, and the best
+    unit is no closer to the question with it than without it (words the book says otherwise, "reply" for
+    its "response", a "slick" floor for its friction, bring them closer). A word the book never uses but
+    `misspells` one it does ("simlation") is the book's word, typed wrong: the candidate is weighed again
+    without it. One embedding per word, at most, and one per group of words taken out together."""
     spans: dict[str, list[tuple[int, int]]] = {}
-    missing: set[str] = set()
+    word_terms: dict[str, set[str]] = {}
     for match in _WORD.finditer(question):
-        word_terms = {t for t in terms(match.group()) if len(t) >= MIN_TERM_CHARS}
-        if word_terms:
+        found_terms = {t for t in terms(match.group()) if len(t) >= MIN_TERM_CHARS}
+        if found_terms:
             word = match.group().lower()
             spans.setdefault(word, []).append(match.span())
-            if not word_terms <= found:
-                missing.add(word)
+            word_terms.setdefault(word, set()).update(found_terms)
+    missing = sorted(word for word, word_found in word_terms.items() if not word_found <= found)
     if not missing:
         return False
 
-    def without(words: list[str]) -> np.ndarray:
+    def without(groups: list[tuple[str, ...]]) -> np.ndarray:
+        """The question's vectors with each group's words taken out."""
         texts = []
-        for word in words:
+        for group in groups:
             kept, start = [], 0
-            for begin, end in spans[word]:
+            for begin, end in sorted(span for word in group for span in spans[word]):
                 kept.append(question[start:begin])
                 start = end
             texts.append(" ".join(" ".join([*kept, question[start:]]).split()))
         return np.array(embeddings.embed_documents(texts))
 
-    missing_words = sorted(missing)
-    missing_vectors = without(missing_words)
-    weights = 1.0 - missing_vectors @ question_vector
-    heaviest = int(np.argmax(weights))
-    if weights[heaviest] < MISSING_WORD_WEIGHT:
-        return False
-    if float(missing_vectors[heaviest] @ best_unit_vector) < float(question_vector @ best_unit_vector):
-        return False  # the word helps the best unit match: the book says it in other words
-    present = [word for word in spans if word not in missing]
-    return not present or bool((1.0 - without(present) @ question_vector).max() <= weights[heaviest])
+    singles = without([(word,) for word in missing])
+    alone = dict(zip(missing, (1.0 - singles @ question_vector).tolist()))  # each word's weight on its own
+    closeness = float(question_vector @ best_unit_vector)
+
+    def holds(group: tuple[str, ...]) -> bool:
+        vector = singles[missing.index(group[0])] if len(group) == 1 else without([group])[0]
+        weight = 1.0 - float(vector @ question_vector)
+        if weight < MISSING_WORD_WEIGHT or float(vector @ best_unit_vector) < closeness:
+            return False  # too light, or it helps the best unit match: the book says it in other words
+        others = [word for word in spans if word not in group]
+        unweighed = [word for word in others if word not in alone]
+        if unweighed:
+            alone.update(zip(unweighed, (1.0 - without([(word,) for word in unweighed]) @ question_vector).tolist()))
+        return all(alone[word] <= weight for word in others)
+
+    candidates = [(max(missing, key=alone.__getitem__),)]
+    unnamed: tuple[str, ...] = ()
+    if unused is not None:
+        # A word the passages miss may still be the book's (used on a page not retrieved); one the book
+        # never uses anywhere is not what it is about.
+        never = unused(sorted(set().union(*(word_terms[word] for word in missing))))
+        unnamed = tuple(word for word in missing if word_terms[word] & never)
+        if unnamed and unnamed != candidates[0]:
+            candidates.append(unnamed)
+    for group in candidates:
+        if not holds(group):
+            continue
+        typed_wrong = {word for word in group if word in unnamed and misspells is not None and misspells(word)}
+        if not typed_wrong:
+            return True
+        kept = tuple(word for word in group if word not in typed_wrong)
+        if kept and holds(kept):
+            return True
+    return False
 
 
 def _decline(passages: list[dict[str, Any]]) -> str:
@@ -420,6 +459,13 @@ class OfflineChatModel(BaseChatModel):
     """The search index's analyzer (stemmed, stopword-free terms): the words a sentence shares with the question."""
     blocks: Callable[[str], list[Any]]
     """Markdown split into its top-level blocks (each with `.kind` and `.text`): what is quoted whole."""
+    unused: Callable[[list[str]], set[str]] | None = None
+    """Which of the given analyzer terms the whole book never uses (its index's vocabulary): a question
+    resting on those is declined. None (a model not tied to one book's index): only the passages' words
+    are known."""
+    misspells: Callable[[str], bool] | None = None
+    """Whether a word the book never uses is one letter away from one it does: the reader's misspelling
+    of the book's word, which the question does not rest on."""
     model_name: str = OFFLINE_MODEL_NAME
     _remembered: _RememberedVectors = PrivateAttr()
 
@@ -443,7 +489,13 @@ class OfflineChatModel(BaseChatModel):
             return SMALL_TALK_REPLY
         asked_before = [m.text for m in messages[:-1] if isinstance(m, HumanMessage)]
         answer = extractive_answer(
-            context, embeddings=self._remembered, terms=self.terms, blocks=self.blocks, history=asked_before
+            context,
+            embeddings=self._remembered,
+            terms=self.terms,
+            blocks=self.blocks,
+            history=asked_before,
+            unused=self.unused,
+            misspells=self.misspells,
         )
         return f"{answer}\n\n{OFFLINE_LABEL}"
 

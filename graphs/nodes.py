@@ -6,7 +6,7 @@ import asyncio
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Callable, Literal
 
 from langchain_core.language_models import BaseChatModel
@@ -23,6 +23,7 @@ from booktutor.graphs.context import Context, open_index
 from booktutor.graphs.state import State, TurnKind
 from booktutor.tools.embeddings import MiniLMEmbeddings, offline_embeddings
 from booktutor.tools.errors import BooktutorError
+from booktutor.tools.index import BookIndex
 from booktutor.tools.markdown import blocks
 from booktutor.tools.personalization import build_rewrite_tool, looks_like_follow_up
 from booktutor.tools.retrieval import build_search_tool
@@ -166,17 +167,31 @@ async def _built_off_loop(build: Callable[..., Any], *args: Any) -> Any:
     return built
 
 
-@lru_cache(maxsize=1)
-def offline_answer_model() -> OfflineChatModel:
+@lru_cache(maxsize=8)
+def offline_answer_model(index: BookIndex | None = None) -> OfflineChatModel:
     """The model that answers when none is configured, reading with the book's embeddings, analyzer and
-    Markdown reader."""
-    return OfflineChatModel(embeddings=offline_embeddings(), terms=terms, blocks=blocks)
+    Markdown reader, and, given the book's index, knowing which words the book never uses and which it
+    uses spelt otherwise."""
+    if index is None:
+        return OfflineChatModel(embeddings=offline_embeddings(), terms=terms, blocks=blocks)
+    return OfflineChatModel(
+        embeddings=offline_embeddings(), terms=terms, blocks=blocks, unused=index.unused_terms, misspells=index.misspells
+    )
 
 
-def evaluation_answerer(context: Context):
+@lru_cache(maxsize=8)
+def _offline_model_of(index: BookIndex) -> Callable[[], OfflineChatModel]:
+    """`offline_answer_model` of one book as the builder `answer_model` takes, the same one every turn (so
+    `_built_off_loop` knows it is built)."""
+    return partial(offline_answer_model, index)
+
+
+def evaluation_answerer(context: Context, index: BookIndex | None = None):
     """(evaluation question, passages) -> answer text, written as the answer step writes it with this
-    context's model; `booktutor eval` scores answers with it (see `tools.evaluation.Answerer`)."""
-    model = answer_model(offline_answer_model, context.endpoint, context.answer_model)
+    context's model, reading `index`'s book; `booktutor eval` scores answers with it (see
+    `tools.evaluation.Answerer`)."""
+    offline = _offline_model_of(index) if index is not None else offline_answer_model
+    model = answer_model(offline, context.endpoint, context.answer_model)
 
     async def answer_question(item: dict[str, Any], passages: list[dict[str, Any]]) -> str:
         history = [
@@ -332,7 +347,9 @@ async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         profile=context.profile,
         language=language_name,
     )
-    model = await _built_off_loop(answer_model, offline_answer_model, context.endpoint, context.answer_model)
+    # Passages come from the context's index; small talk has none and opens no index.
+    offline = _offline_model_of(open_index(context)) if passages else offline_answer_model
+    model = await _built_off_loop(answer_model, offline, context.endpoint, context.answer_model)
     response = await _stream_answer(
         model, messages, silence_seconds=context.endpoint.timeout, write=runtime.stream_writer
     )

@@ -279,7 +279,7 @@ def evaluate(
         index = await asyncio.to_thread(_open_index, settings)
         # The rewrite and answer models the chat uses, so the figures are the chat's.
         rewrite = await asyncio.to_thread(rewriter)
-        answerer = evaluation_answerer(settings.context()) if answers else None
+        answerer = evaluation_answerer(settings.context(), index) if answers else None
         return [await evaluate_file(file, index, k=k, rewriter=rewrite, answerer=answerer) for file in files]
 
     reports = _run(run(), as_json=as_json)

@@ -139,3 +139,8 @@ class EdgeClient:
 
     def query(self, name: str, request: qe.QueryRequest) -> list[qe.ScoredPoint]:
         return self._shard(name).query(request)
+
+    def sparse_match(self, name: str, using: str, vector: qe.SparseVector) -> bool:
+        """Whether any point's sparse vector `using` shares a dimension with `vector`."""
+        request = qe.QueryRequest(limit=1, query=qe.Query.Nearest(vector, using=using), with_payload=False)
+        return bool(self._shard(name).query(request))

@@ -106,6 +106,11 @@ class QdrantServer:
             with_vectors=with_vectors,
         )
 
+    def sparse_match(self, name: str, using: str, vector: qe.SparseVector) -> bool:
+        """Whether any point's sparse vector `using` shares a dimension with `vector`."""
+        query = models.SparseVector(indices=list(vector.indices), values=list(vector.values))
+        return bool(self.qdrant.query_points(name, query=query, using=using, limit=1, with_payload=False).points)
+
     def search(
         self,
         collection: str,

@@ -12,6 +12,7 @@ import threading
 from collections import Counter
 from functools import lru_cache
 from hashlib import blake2b
+from typing import Iterable
 
 import snowballstemmer
 from qdrant_edge import SparseVector
@@ -67,6 +68,12 @@ class BM25SparseEmbeddings:
 
     def embed_query(self, text: str) -> SparseVector:
         indices = sorted({_term_index(term) for term in terms(text)})
+        return SparseVector(indices, [1.0] * len(indices))
+
+    @staticmethod
+    def terms_vector(found: Iterable[str]) -> SparseVector:
+        """The query vector of analyzer terms as they are (`terms` output, not analyzed again)."""
+        indices = sorted({_term_index(term) for term in found})
         return SparseVector(indices, [1.0] * len(indices))
 
     @staticmethod

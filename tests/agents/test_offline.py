@@ -165,6 +165,35 @@ def test_a_question_resting_on_a_word_the_passages_never_use_is_declined(model, 
     assert cited(model.invoke(reply).content) == {2}
 
 
+def test_a_question_resting_on_words_the_book_never_uses_is_declined(monkeypatch):
+    from booktutor.agents import offline
+
+    # The book is these passages; `unused` is what its index says of a question's terms.
+    book = set(terms(" ".join(f"{p['title']} {p['heading']} {p['text']}" for p in PASSAGES)))
+    model = OfflineChatModel(embeddings=offline_embeddings(), terms=terms, blocks=blocks, unused=lambda found: set(found) - book)
+    unaware = OfflineChatModel(embeddings=offline_embeddings(), terms=terms, blocks=blocks)
+    # "surgeons" and "surgical" share what the question is about, so neither alone weighs enough; together,
+    # words the book never uses, they do.
+    surgical = answer_messages(question="How do surgeons send messages from surgical nodes?", passages=PASSAGES)
+    assert cited(unaware.invoke(surgical).content) == {1}
+    assert body_of(model.invoke(surgical).content).startswith("The book does not seem to cover this.")
+    # A learner's own words for what the book says ("hear", "says", "talking") bring its passage closer.
+    for question, right in [
+        ("How do I make a node hear what another one says, without it knowing who is talking?", 1),
+        ("How does a service client get a reply from the server?", 2),
+    ]:
+        assert cited(model.invoke(answer_messages(question=question, passages=PASSAGES)).content) == {right}, question
+    # The book's own words typed wrong are not words it never uses: what its index says of them.
+    typed = answer_messages(question="How do publshers send mesages to subscrbers?", passages=PASSAGES)
+    assert body_of(model.invoke(typed).content).startswith("The book does not seem to cover this.")
+    spelling = model.model_copy(update={"misspells": lambda word: word in {"publshers", "mesages", "subscrbers"}})
+    assert 1 in cited(spelling.invoke(typed).content)
+    assert body_of(spelling.invoke(surgical).content).startswith("The book does not seem to cover this.")
+    # Declined for the weight those words carry.
+    monkeypatch.setattr(offline, "MISSING_WORD_WEIGHT", 1.0)
+    assert cited(model.invoke(surgical).content) == {1}
+
+
 def test_invoke_answers_the_final_question_after_history(model):
     history = [HumanMessage("What is a topic?"), AIMessage("A topic is a named bus [1].")]
     messages = answer_messages(

@@ -26,10 +26,11 @@ ANSWERABLE_DECLINED = 0.05
 OFF_TOPIC_DECLINED = 0.90
 # Questions near the book's subject that it does not answer ("kind": "uncovered": drones, exoskeletons,
 # welding, in a book on humanoids) come as close to the book as learners' own paraphrases of what it
-# does answer: the similarity threshold declines 6 of the dev set's 12, and a word of the question that
-# the passages never use and that carries much of its meaning ("underwater", "swarms") 4 more; the
-# drones and the surgical robots' sense of touch still get a quote. A regression guard at 10 of 12.
-DEV_UNCOVERED_DECLINED = 0.80
+# does answer: the similarity threshold declines 6 of the dev set's 12, a word of the question that
+# the passages never use and that carries much of its meaning ("underwater", "swarms") 4 more, and the
+# words the whole book never uses, taken together ("surgical", "surgeon"), 1 more; the drone in gusts
+# still gets a quote. 11 of 12: the gate fails at 10.
+DEV_UNCOVERED_DECLINED = 0.90
 # What the unseen sets show today (a regression guard; the threshold is never tuned on these sets): their
 # answers hold half their key terms in 12 of 16 (physical-AI pages) and 18 of 21 (sample book); of their
 # off-topic and uncovered questions together 4 of 5 and 5 of 6 are declined: a circuit-board question
@@ -38,13 +39,13 @@ UNSEEN_HALF_OR_MORE = 0.75
 UNSEEN_NOT_COVERED_DECLINED = 0.80
 
 
-@pytest.fixture(scope="module")
-def answerer():
-    return evaluation_answerer(Context(home="unused", qdrant_url=None, embedding_model=None, k=5))
+def answerer(index):
+    """The default offline answer model reading `index`'s book, as `booktutor eval` runs it."""
+    return evaluation_answerer(Context(home="unused", qdrant_url=None, embedding_model=None, k=5), index)
 
 
-async def test_dev_answers_meet_the_targets(book_index, answerer):
-    report = await evaluate_file(DEV, book_index, k=5, answerer=answerer)
+async def test_dev_answers_meet_the_targets(book_index):
+    report = await evaluate_file(DEV, book_index, k=5, answerer=answerer(book_index))
     answers = report["answers"]
 
     assert answers["key_terms"] >= KEY_TERMS, report["answer_misses"]
@@ -56,9 +57,9 @@ async def test_dev_answers_meet_the_targets(book_index, answerer):
 
 
 @pytest.mark.parametrize("unseen", ["book", "sample"])
-async def test_unseen_sets_hold_up(unseen, book_index, sample_book_index, answerer):
+async def test_unseen_sets_hold_up(unseen, book_index, sample_book_index):
     file, index = (UNSEEN_BOOK, book_index) if unseen == "book" else (UNSEEN_SAMPLE, sample_book_index)
-    report = await evaluate_file(file, index, k=5, answerer=answerer)
+    report = await evaluate_file(file, index, k=5, answerer=answerer(index))
     answers = report["answers"]
 
     assert answers["key_terms"] >= KEY_TERMS, report["answer_misses"]
@@ -71,9 +72,10 @@ async def test_unseen_sets_hold_up(unseen, book_index, sample_book_index, answer
     assert report["overall"]["recall"] >= 0.95 - 0.05 and report["overall"]["mrr"] >= 0.85 - 0.05, report["misses"]
 
 
-async def test_the_sample_books_first_questions_get_their_answers(sample_book_index, answerer):
+async def test_the_sample_books_first_questions_get_their_answers(sample_book_index):
     from booktutor.tools.evaluation import retrieve_for
 
+    answer_from = answerer(sample_book_index)
     for question, wanted in [
         ("What is Pip's track width?", "0.16"),
         ("How does it turn in place?", "| `v_L = -v_R` | Spins in place around its centre, `v = 0` |"),
@@ -83,5 +85,5 @@ async def test_the_sample_books_first_questions_get_their_answers(sample_book_in
     ]:
         item = {"question": question}
         _, passages = await retrieve_for(sample_book_index, item, k=5)
-        answer = await answerer(item, passages)
+        answer = await answer_from(item, passages)
         assert wanted in answer, answer

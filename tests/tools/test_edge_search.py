@@ -36,6 +36,7 @@ from booktutor.tools.index import (
 from booktutor.tools.ingest import ingest_book
 from booktutor.tools.qdrant_server import QdrantServer, client_filter
 from booktutor.tools.retrieval import fuse
+from booktutor.tools.sparse import terms
 
 # Each scope: (page, module, which doc paths it may return).
 SCOPES = {
@@ -159,6 +160,15 @@ def test_the_server_path_searches_and_scopes_as_the_local_index(book_index, refe
     assert [p["id"] for p in reference.page_passages("01-ros2/02-nodes-topics.md")] == [
         p["id"] for p in book_index.page_passages("01-ros2/02-nodes-topics.md")
     ]
+
+
+def test_both_paths_know_which_words_the_book_never_uses(book_index, reference):
+    wanted = terms("How does a quadcopter drone stay level when the wind gusts in Gazebo?")
+    assert book_index.unused_terms(wanted) == reference.unused_terms(wanted) == {"quadcopt", "drone", "stay", "wind", "gust"}
+    assert book_index.unused_terms([]) == set()
+    # The book's words typed wrong, and words it never uses.
+    for word, misspelt in [("simlation", True), ("captone", True), ("Gazbo", True), ("surgical", False), ("quadcopter", False)]:
+        assert book_index.misspells(word) == reference.misspells(word) == misspelt, word
 
 
 def test_the_local_index_does_not_import_qdrant_client(tmp_path):
