@@ -162,6 +162,24 @@ def costs(method: str, path: str) -> bool:
     return COSTLY_REQUESTS.fullmatch(f"{method.upper()} {path}") is not None
 
 
+class _MemoryStorage(MemoryStorage):
+    """`limits`' in-process storage, sweeping out expired entries once a second instead of 10 ms after
+    every hit.
+
+    Its sweep walks every reader's window (a thread started per sweep): with a thousand readers a busy
+    process spent more on it than on their requests. A hit never depends on it, since it reads its own
+    reader's entries and their times; the sweep only frees the memory of windows that ran out.
+    """
+
+    SWEEP_SECONDS = 1.0
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # overrides the base class's private scheduler
+        if not self.timer.is_alive():
+            self.timer = threading.Timer(self.SWEEP_SECONDS, self._MemoryStorage__expire_events)
+            self.timer.daemon = True
+            self.timer.start()
+
+
 class RateLimiter:
     """Per-reader limits over a moving window (`limits` strings such as "60/minute").
 
@@ -185,7 +203,7 @@ class RateLimiter:
         storage = (
             storage_from_string(settings.redis_url, wrap_exceptions=True)
             if getattr(settings, "redis_url", None)
-            else MemoryStorage()
+            else _MemoryStorage()
         )
         self._limiter = MovingWindowRateLimiter(storage)
 

@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from hashlib import sha256
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, NamedTuple, TypedDict
@@ -499,13 +500,19 @@ def open_book_index(
     """
     if not url and not path:
         raise BookIndexError("Either a Qdrant URL or a local folder is needed.", code="index_unconfigured")
-    key = (url or str(Path(path).resolve()), collection, embedding_model)
+    key = (url or _resolved(str(path)), collection, embedding_model)
     with _open_lock:
         if key not in _open:
             client = _client(path=path, url=url, api_key=api_key)
             embeddings, name = get_embeddings(embedding_model)
             _open[key] = BookIndex(client, collection, embeddings, name)
         return _open[key]
+
+
+@lru_cache(maxsize=64)
+def _resolved(path: str) -> str:
+    # Every turn asks for its index; resolving the folder is a system call per path component.
+    return str(Path(path).resolve())
 
 
 def _client(*, path: Path | str | None, url: str | None, api_key: str | None) -> EdgeClient | QdrantServer:

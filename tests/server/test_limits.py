@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -236,6 +237,25 @@ def test_retry_after_is_at_least_one_second_and_the_window_moves_on():
     assert caught.value.retry_after == 1
     time.sleep(1.1)
     limits.check(ADA)
+
+
+def test_a_thousand_readers_start_no_sweep_per_hit_and_run_out_windows_are_still_swept(monkeypatch):
+    limits = limiter(signed_in="2/second")
+    started = []
+    start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda thread: (started.append(thread), start(thread))[1])
+
+    until, n = time.monotonic() + 0.5, 0
+    while time.monotonic() < until:
+        limits.check(Reader(id=f"user:{n}", anonymous=False))
+        n += 1
+    assert n > 1000
+    assert len(started) <= 1  # one sweep scheduled, not one every 10 ms
+
+    time.sleep(1.6)  # every window has run out
+    limits.check(ADA)
+    time.sleep(1.3)  # the sweep that hit scheduled has run
+    assert sum(1 for entries in limits._limiter.storage.events.values() if entries) <= 1
 
 
 def test_default_limits_from_settings(monkeypatch):
