@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, AsyncIterator, Iterable, Iterator
 
 import openai
+# The SDK's own SSE line splitter and decoder, subclassed below (openai is pinned below 4 for them).
 from openai._streaming import ServerSentEvent, SSEDecoder, _SSELineDecoder
 from openai.types.chat import ChatCompletionChunk
 

@@ -67,8 +67,7 @@ class BM25SparseEmbeddings:
         return [self._document_vector(text) for text in texts]
 
     def embed_query(self, text: str) -> SparseVector:
-        indices = sorted({_term_index(term) for term in terms(text)})
-        return SparseVector(indices, [1.0] * len(indices))
+        return self.terms_vector(terms(text))
 
     @staticmethod
     def terms_vector(found: Iterable[str]) -> SparseVector:

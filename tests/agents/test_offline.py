@@ -334,7 +334,6 @@ def test_the_readers_profile_stays_out_of_the_system_message():
 
 
 
-
 class _CountedEmbeddings(Embeddings):
     """The offline embeddings, counting the document texts the model is run on."""
 
