@@ -41,6 +41,9 @@ PREFETCH = 24
 RRF_K = 2
 # Vectors remembered by content while a process runs (about 15 MB at 384 dimensions).
 VECTOR_CACHE_SIZE = 10_000
+# A word shorter than this is one letter from too many others ("rust": "rest", "must", "run") to be read as
+# a typo of one of them; search engines' typo tolerance starts at about five letters too.
+MIN_TYPO_CHARS = 5
 _CHUNK_NAMESPACE = uuid.UUID("5b0f3f1e-3c55-4a61-9d1b-6f7a2f4b9c10")
 
 
@@ -359,9 +362,9 @@ class BookIndex:
         """Whether `word` is one letter away from a word the book uses (a letter dropped, added or changed,
         or two swapped): what a reader typing the book's word wrong writes ("simlation", "captone"). One
         sparse lookup of every such spelling's terms at once (about 20 ms for an eight-letter word)."""
-        if not self.client.collection_exists(self.collection):
-            return False
         word = word.lower()
+        if len(word) < MIN_TYPO_CHARS or not self.client.collection_exists(self.collection):
+            return False
         spellings = _one_letter_away(word)
         spellings.discard(word)
         found = {t for spelling in spellings for t in terms(spelling)} - set(terms(word))

@@ -25,12 +25,13 @@ HALF_OR_MORE = 0.60
 ANSWERABLE_DECLINED = 0.05
 OFF_TOPIC_DECLINED = 0.90
 # Questions near the book's subject that it does not answer ("kind": "uncovered": drones, exoskeletons,
-# welding, in a book on humanoids) come as close to the book as learners' own paraphrases of what it
-# does answer: the similarity threshold declines 6 of the dev set's 12, a word of the question that
-# the passages never use and that carries much of its meaning ("underwater", "swarms") 4 more, and the
-# words the whole book never uses, taken together ("surgical", "surgeon"), 1 more; the drone in gusts
-# still gets a quote. 11 of 12: the gate fails at 10.
-DEV_UNCOVERED_DECLINED = 0.90
+# welding, Rust, a PS4 gamepad, in a book on humanoids) come as close to the book as learners' own
+# paraphrases of what it does answer. Of the dev set's 24, the similarity threshold declines 7, a word of
+# the question that the passages never use and that carries much of its meaning ("underwater", "swarms")
+# 4 more, and the words the whole book never uses, taken together, 9 more: when they outweigh every other
+# word ("surgical" and "surgeon", "warranty" and "insurance"), or leave the question closer to its best
+# passage without them ("Rust"). 20 of 24: the gate fails at 19.
+DEV_UNCOVERED_DECLINED = 0.83
 # What the unseen sets show today (a regression guard; the threshold is never tuned on these sets): their
 # answers hold half their key terms in 12 of 16 (physical-AI pages) and 18 of 21 (sample book); of their
 # off-topic and uncovered questions together 4 of 5 and 5 of 6 are declined: a circuit-board question
