@@ -18,7 +18,7 @@ from itertools import pairwise
 from markdown_it.token import Token
 
 from booktutor.tools import markdown
-from booktutor.tools.docusaurus.anchors import EXPLICIT_ID, Slugger, heading_anchor, heading_text
+from booktutor.tools.docusaurus.anchors import heading_anchors, heading_text
 
 __all__ = ["Chunk", "chunk_markdown"]
 
@@ -138,23 +138,18 @@ def _trim(piece: str) -> str:
 
 def _collect_headings(tokens: list[Token]) -> list[_Heading]:
     """All headings in document order, with Docusaurus-style de-duplicated anchors."""
-    slugger = Slugger()
-    found: list[_Heading] = []
-    for heading in markdown.headings(tokens):
-        anchor = heading_anchor(heading.source)
-        if not EXPLICIT_ID.search(heading.source):
-            anchor = slugger.unique(anchor)
-        found.append(
-            _Heading(
-                line=heading.line,
-                end_line=heading.end_line,
-                level=heading.level,
-                text=heading_text(heading.source),
-                anchor=anchor,
-                top_level=not heading.nested,
-            )
+    found = markdown.headings(tokens)
+    return [
+        _Heading(
+            line=heading.line,
+            end_line=heading.end_line,
+            level=heading.level,
+            text=heading_text(heading.source),
+            anchor=anchor,
+            top_level=not heading.nested,
         )
-    return found
+        for heading, anchor in zip(found, heading_anchors(h.source for h in found), strict=True)
+    ]
 
 
 def _sections(headings: list[_Heading], n_lines: int) -> list[tuple[int, int, _Heading | None]]:

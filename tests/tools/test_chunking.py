@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 from markdown_it import MarkdownIt
 
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, REPO
 from booktutor.tools.chunking import Chunk, chunk_markdown
 from booktutor.tools.docusaurus.anchors import heading_anchor
 from booktutor.tools.docusaurus.pages import find_doc_files, read_page
+from booktutor.tools.ingest import page_records
 
 
 
@@ -182,6 +183,86 @@ def test_heading_trails_nest_and_pop():
     # headings without a body travel forward with the next section
     assert chunks[4].text == "# Appendix\n\n## Empty\n\n### Deeper\n\nDeep text."
     assert [c.index for c in chunks] == [0, 1, 2, 3, 4]
+
+
+# --------------------------------------------------------------------------- tabs
+
+PLANETS = """\
+import Tabs from '@theme/Tabs';
+import TabItem from '@theme/TabItem';
+
+# The Planets
+
+Five planets are easy to see.
+
+## Planet by planet
+
+<Tabs>
+<TabItem value="mars" label="Mars" default>
+
+Mars is small even at its best: a white polar cap at 150× on a steady night.
+
+</TabItem>
+<TabItem value="saturn" label="Saturn">
+
+Any telescope at 50× or more shows the rings.
+
+</TabItem>
+</Tabs>
+
+:::tip Wait for the planet to climb
+Observe a planet when it is highest.
+:::
+
+## Mars
+
+Mars again, under a heading of its own.
+"""
+
+
+def test_chunks_under_a_tab_carry_its_label(tmp_path: Path):
+    (tmp_path / "planets.mdx").write_text(PLANETS, encoding="utf-8")
+    page = read_page(tmp_path, tmp_path / "planets.mdx", base_url="/docs")
+    records = page_records(page, file_hash="x", module="")
+    assert [(r.text, r.headings, r.url) for r in records[1:]] == [
+        (
+            "## Planet by planet\n\n### Mars\n\nMars is small even at its best: a white polar cap at 150× on a steady night.",
+            ("The Planets", "Planet by planet", "Mars"),
+            "/docs/planets#planet-by-planet",  # a tab has no anchor of its own: its section's
+        ),
+        (
+            "### Saturn\n\nAny telescope at 50× or more shows the rings.",
+            ("The Planets", "Planet by planet", "Saturn"),
+            "/docs/planets#planet-by-planet",
+        ),
+        (
+            "## Planet by planet\n\nTip: Wait for the planet to climb\nObserve a planet when it is highest.",
+            ("The Planets", "Planet by planet"),  # after the tabs, not under the last one
+            "/docs/planets#planet-by-planet",
+        ),
+        (
+            "## Mars\n\nMars again, under a heading of its own.",
+            ("The Planets", "Mars"),
+            "/docs/planets#mars",  # the tab named Mars took no id from it
+        ),
+    ]
+    assert records[2].embedding_text().startswith("The Planets › Planet by planet › Saturn\n\n")
+
+
+def test_every_tab_of_the_astronomy_book_names_its_chunks():
+    book = REPO / "eval" / "books" / "backyard-astronomy"
+    tabbed = [f for f in find_doc_files(book) if "<TabItem" in f.read_text(encoding="utf-8")]
+    assert len(tabbed) == 3
+    for file in tabbed:
+        labels = re.findall(r'<TabItem value="[^"]*" label="([^"]*)"', file.read_text(encoding="utf-8"))
+        chunks = chunk_markdown(read_page(book, file).body)
+        for label in labels:
+            under = [c for c in chunks if c.headings[-1] == label]
+            assert len(under) == 1 and f"### {label}\n\n" in under[0].text, (file.name, label)
+            assert under[0].anchor == heading_anchor(under[0].headings[-2])  # the section the tabs are in
+    eyepieces = chunk_markdown(read_page(book, book / "02-telescopes" / "03-eyepieces-and-magnification.mdx").body)
+    bertha = next(c for c in eyepieces if c.headings[-1] == "Big Bertha (200 mm, 1200 mm)")
+    assert "| 25 mm | 48× | 4.2 mm | 1.1° |" in bertha.text and "26×" not in bertha.text
 
 
 def test_text_before_first_heading_has_empty_trail():

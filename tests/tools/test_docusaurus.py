@@ -291,6 +291,194 @@ def test_multiline_html_heading_and_heading_with_inline_tags(tmp_path: Path):
     assert "Inline not a heading here." in lines
 
 
+# --------------------------------------------------------------------------- tabs
+
+TABBED_PAGE = """\
+import Tabs from '@theme/Tabs';
+import TabItem from '@theme/TabItem';
+
+# Eyepieces
+
+## The club's eyepiece case
+
+Here is what they give in the two club reflectors:
+
+<Tabs groupId="scope">
+  <TabItem value="junior" label="Orion Junior (130 mm, 650 mm)" default>
+
+  | Eyepiece | Magnification |
+  | --- | --- |
+  | 25 mm | 26× |
+
+  </TabItem>
+  <TabItem label='Big Bertha (200 mm, 1200 mm)' value='bertha'>
+
+  | Eyepiece | Magnification |
+  | --- | --- |
+  | 25 mm | 48× |
+
+  </TabItem>
+</Tabs>
+
+The 6 mm eyepiece with the Barlow in Big Bertha would give 400×.
+
+## Buying eyepieces
+
+Text.
+"""
+
+
+def test_tab_labels_become_headings_under_their_section(tmp_path: Path):
+    body = read_page(tmp_path, write(tmp_path, "eyepieces.mdx", TABBED_PAGE)).body
+    assert body == (
+        "# Eyepieces\n\n"
+        "## The club's eyepiece case\n\n"
+        "Here is what they give in the two club reflectors:\n\n"
+        "  ### Orion Junior (130 mm, 650 mm) {#the-clubs-eyepiece-case}\n\n"
+        "  | Eyepiece | Magnification |\n  | --- | --- |\n  | 25 mm | 26× |\n\n"
+        "  ### Big Bertha (200 mm, 1200 mm) {#the-clubs-eyepiece-case}\n\n"
+        "  | Eyepiece | Magnification |\n  | --- | --- |\n  | 25 mm | 48× |\n\n"
+        # the text after the tabs is the section's again, not the last tab's
+        "## The club's eyepiece case {#the-clubs-eyepiece-case}\n\n"
+        "The 6 mm eyepiece with the Barlow in Big Bertha would give 400×.\n\n"
+        "## Buying eyepieces\n\n"
+        "Text.\n"
+    )
+
+
+def test_tab_labels_in_every_form(tmp_path: Path):
+    text = """\
+## Languages
+
+<Tabs>
+<TabItem value="py" label={'Python'}>
+Python text.
+</TabItem>
+<TabItem
+  label={"C++"}
+  value="cpp">
+
+C++ text.
+
+</TabItem>
+<TabItem value="rust">
+Rust text.
+</TabItem>
+<TabItem value="js" label={`JavaScript`} attributes={{className: 'red'}}>
+<details>
+<summary>Why JavaScript</summary>
+
+<Highlight color="#25c2a0">Browsers</Highlight> run it.
+
+</details>
+</TabItem>
+<TabItem value="shell" label={translate({message: 'Shell'})}>
+Shell text.
+</TabItem>
+</Tabs>
+
+<Tabs values={[{label: 'Apple', value: 'apple'}, {label: "Orange", value: "orange"}]}>
+<TabItem value="apple">An apple.</TabItem>
+<TabItem value="orange">An orange.</TabItem>
+</Tabs>
+"""
+    lines = read_page(tmp_path, write(tmp_path, "forms.mdx", text)).body.split("\n")
+    assert [line for line in lines if line.startswith("#")] == [
+        "## Languages",
+        "### Python {#languages}",  # a JSX string expression
+        "### C++ {#languages}",  # attributes over several lines, label first
+        "### rust {#languages}",  # no label: the value, as Docusaurus shows it
+        "### JavaScript {#languages}",
+        "### shell {#languages}",  # a label computed at build time: the value
+        "### Apple {#languages}",  # labels from the Tabs' values prop
+        "### Orange {#languages}",
+    ]
+    for kept in ("Python text.", "C++ text.", "Rust text.", "Why JavaScript", "Browsers run it.", "An apple."):
+        assert kept in lines
+    assert lines.index("### JavaScript {#languages}") < lines.index("Why JavaScript") < lines.index("### shell {#languages}")
+
+
+def test_nested_tabs_and_tabs_without_a_name(tmp_path: Path):
+    text = """\
+# Install
+
+<Tabs>
+<TabItem value="linux" label="Linux">
+
+<Tabs>
+<TabItem value="apt" label="apt">Use apt.</TabItem>
+<TabItem value="dnf" label="dnf">Use dnf.</TabItem>
+</Tabs>
+
+Then log in again.
+
+#### Checking it worked
+
+Run the command.
+
+</TabItem>
+<TabItem>
+A tab Docusaurus would refuse, for want of a value.
+</TabItem>
+</Tabs>
+"""
+    body = read_page(tmp_path, write(tmp_path, "install.mdx", text)).body
+    assert body == (
+        "# Install\n\n"
+        "## Linux {#install}\n\n"
+        "### apt {#install}\n\n"
+        "Use apt.\n\n"
+        "### dnf {#install}\n\n"
+        "Use dnf.\n\n"
+        "## Linux {#install}\n\n"  # after the inner tabs, back in the Linux tab
+        "Then log in again.\n\n"
+        "#### Checking it worked\n\n"
+        "Run the command.\n\n"
+        "# Install {#install}\n\n"  # a tab without a name is under its section
+        "A tab Docusaurus would refuse, for want of a value.\n"
+    )
+
+
+def test_tabs_above_every_heading_get_bold_labels(tmp_path: Path):
+    text = (
+        "<Tabs>\n<TabItem value='a' label='First'>\n\nOne.\n\n</TabItem>\n"
+        "<TabItem value='b' label='Second'>\n\nTwo.\n\n</TabItem>\n</Tabs>\n\n## After\n\nThree.\n"
+    )
+    body = read_page(tmp_path, write(tmp_path, "top.mdx", text)).body
+    assert body == "**First**\n\nOne.\n\n**Second**\n\nTwo.\n\n## After\n\nThree.\n"
+
+
+def test_mdx_without_tabs_reads_as_before(tmp_path: Path):
+    text = """\
+import Details from '@theme/Details';
+
+## Setup
+
+<details>
+<summary>Why a virtual environment?</summary>
+
+It keeps the packages apart.
+
+</details>
+
+<Highlight color="#25c2a0">Green</Highlight> text and a `<TabItem label="x">` in code.
+
+```mdx
+<Tabs>
+<TabItem value="a" label="A">kept as code</TabItem>
+</Tabs>
+```
+"""
+    body = read_page(tmp_path, write(tmp_path, "setup.mdx", text)).body
+    assert body == (
+        "## Setup\n\n"
+        "Why a virtual environment?\n\n"
+        "It keeps the packages apart.\n\n"
+        'Green text and a `<TabItem label="x">` in code.\n\n'
+        '```mdx\n<Tabs>\n<TabItem value="a" label="A">kept as code</TabItem>\n</Tabs>\n```\n'
+    )
+
+
 def test_crlf_and_bom_are_normalised(tmp_path: Path):
     raw = "\ufeff---\r\ntitle: Windows\r\n---\r\n\r\nLine one\r\nLine two\r\n".encode()
     page = read_page(tmp_path, write(tmp_path, "win.md", raw))

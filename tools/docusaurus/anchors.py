@@ -5,8 +5,9 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Iterable
 
-__all__ = ["EXPLICIT_ID", "Slugger", "heading_anchor", "heading_text", "slugify"]
+__all__ = ["EXPLICIT_ID", "Slugger", "heading_anchor", "heading_anchors", "heading_text", "slugify"]
 
 # A heading may fix its own id: "## Setup {#install}".
 EXPLICIT_ID = re.compile(r"\s*\{#([^{}\s]+)\}\s*$")
@@ -57,6 +58,16 @@ def heading_anchor(text: str) -> str:
     if explicit:
         return explicit.group(1)
     return slugify(heading_text(text))
+
+
+def heading_anchors(sources: Iterable[str]) -> list[str]:
+    """The ids of a page's headings, given their Markdown in page order: an explicit ``{#id}`` as
+    written, any other heading the slug of its text, numbered when an earlier heading took it."""
+    slugger = Slugger()
+    return [
+        heading_anchor(source) if EXPLICIT_ID.search(source) else slugger.unique(heading_anchor(source))
+        for source in sources
+    ]
 
 
 def slugify(plain: str) -> str:
