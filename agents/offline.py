@@ -63,14 +63,6 @@ out. A question the book does not cover is about something the book never names 
 0.24); a learner's paraphrase of what it does answer misses everyday words that carry little of it ("gulp",
 "hogs", "slick": no missing word of an answerable dev question weighs more than 0.09), and those it
 misses together, which can weigh up to 0.37 ("hogs", "busy", "side", "handlers"), bring its passage closer."""
-CLOSER_WITHOUT = 0.04
-"""A question is also declined when the words the whole book never uses, taken out together, weigh at least
-MISSING_WORD_WEIGHT and leave the question this much closer (cosine) to the best unit, however light each
-is beside the question's other words: the passages speak to the rest of the question, and those words ask
-what the book never says ("Rust" in a question on writing a ROS 2 node, "warranty" and "insurance" on
-buying a robot). On the dev set the uncovered questions' unused words, when they weigh that much, bring
-the best unit up to 0.16 closer; an answerable question's (a learner's words for what its passage says,
-"hogs", "busy") at most 0.02."""
 MIN_TERM_CHARS = 3
 """Shorter analyzer terms (the "s" of "robot's", "e.g.") say nothing about what a question is about."""
 SECOND_UNIT = 0.85
@@ -376,45 +368,34 @@ def _rests_on_missing_word(
     alone = dict(zip(missing, (1.0 - singles @ question_vector).tolist()))  # each word's weight on its own
     closeness = float(question_vector @ best_unit_vector)
 
-    def holds(group: tuple[str, ...], closer: float | None) -> bool:
-        """Whether `group` weighs enough and, taken out, leaves the best unit `closer` or more closer; with
-        `closer` None, no closer than before will do, but the group must outweigh every other word."""
+    def holds(group: tuple[str, ...]) -> bool:
         vector = singles[missing.index(group[0])] if len(group) == 1 else without([group])[0]
         weight = 1.0 - float(vector @ question_vector)
-        if weight < MISSING_WORD_WEIGHT or float(vector @ best_unit_vector) < closeness + (closer or 0.0):
+        if weight < MISSING_WORD_WEIGHT or float(vector @ best_unit_vector) < closeness:
             return False  # too light, or it helps the best unit match: the book says it in other words
-        if closer is not None:
-            return True
         others = [word for word in spans if word not in group]
         unweighed = [word for word in others if word not in alone]
         if unweighed:
             alone.update(zip(unweighed, (1.0 - without([(word,) for word in unweighed]) @ question_vector).tolist()))
         return all(alone[word] <= weight for word in others)
 
-    candidates: list[tuple[tuple[str, ...], float | None]] = [((max(missing, key=alone.__getitem__),), None)]
+    candidates = [(max(missing, key=alone.__getitem__),)]
     unnamed: tuple[str, ...] = ()
     if unused is not None:
         # A word the passages miss may still be the book's (used on a page not retrieved); one the book
         # never uses anywhere is not what it is about.
         never = unused(sorted(set().union(*(word_terms[word] for word in missing))))
         unnamed = tuple(word for word in missing if word_terms[word] & never)
-        if unnamed and unnamed != candidates[0][0]:
-            candidates.append((unnamed, None))
-        if unnamed:
-            candidates.append((unnamed, CLOSER_WITHOUT))
-    for group, closer in candidates:
-        if not holds(group, closer):
+        if unnamed and unnamed != candidates[0]:
+            candidates.append(unnamed)
+    for group in candidates:
+        if not holds(group):
             continue
         typed_wrong = {word for word in group if word in unnamed and misspells is not None and misspells(word)}
         if not typed_wrong:
             return True
-        if closer is not None:
-            # The passages were found for words typed wrong, so what they miss says little about the book:
-            # with two letters of "capacity" and "electricity" dropped, a question on motors' current
-            # draw finds no passage on batteries, and its "battery" is missing too.
-            continue
         kept = tuple(word for word in group if word not in typed_wrong)
-        if kept and holds(kept, closer):
+        if kept and holds(kept):
             return True
     return False
 

@@ -41,6 +41,7 @@ SHARED = REPO.parent / "shared"
 CORPUS = SHARED / "corpus" / "physical-ai-book"
 EVAL_SET = SHARED / "eval" / "dev-questions.jsonl"
 SAMPLE_BOOK = REPO / "examples" / "sample-book"
+ASTRONOMY_BOOK = REPO / "eval" / "books" / "backyard-astronomy"
 BOOKTUTOR = [sys.executable, "-m", "booktutor.server.cli"]
 
 MODEL_VARIABLES = (
@@ -200,12 +201,22 @@ async def tutor(settings):
         yield tutor
 
 
-@pytest.fixture(scope="session")
-def sample_book_index(tmp_path_factory, database_url):
-    """The sample book ("Robots in Motion") ingested by the real CLI: the unseen evaluation set's book."""
+def _ingested(book: Path, home: Path, database_url: str):
+    """`book` ingested into `home` by the real CLI, its index opened."""
     from booktutor.tools.index import open_book_index
 
-    home = tmp_path_factory.mktemp("sample-book-home")
-    result = run_cli("ingest", str(SAMPLE_BOOK), "--json", env={"BOOKTUTOR_HOME": str(home), "DATABASE_URL": database_url})
+    result = run_cli("ingest", str(book), "--json", env={"BOOKTUTOR_HOME": str(home), "DATABASE_URL": database_url})
     assert result.returncode == 0, result.stderr
     return open_book_index(path=home / "qdrant")
+
+
+@pytest.fixture(scope="session")
+def sample_book_index(tmp_path_factory, database_url):
+    """The sample book ("Robots in Motion"): an unseen evaluation set's book."""
+    return _ingested(SAMPLE_BOOK, tmp_path_factory.mktemp("sample-book-home"), database_url)
+
+
+@pytest.fixture(scope="session")
+def astronomy_book_index(tmp_path_factory, database_url):
+    """"Under Dark Skies", the backyard-astronomy book written for the third unseen evaluation set."""
+    return _ingested(ASTRONOMY_BOOK, tmp_path_factory.mktemp("astronomy-book-home"), database_url)

@@ -41,9 +41,6 @@ PREFETCH = 24
 RRF_K = 2
 # Vectors remembered by content while a process runs (about 15 MB at 384 dimensions).
 VECTOR_CACHE_SIZE = 10_000
-# A word shorter than this is one letter from too many others ("rust": "rest", "must", "run") to be read as
-# a typo of one of them; search engines' typo tolerance starts at about five letters too.
-MIN_TYPO_CHARS = 5
 _CHUNK_NAMESPACE = uuid.UUID("5b0f3f1e-3c55-4a61-9d1b-6f7a2f4b9c10")
 
 
@@ -346,8 +343,9 @@ class BookIndex:
         )
         # RRF ties often (first in one leg and third in the other, or the reverse, sum to the same
         # score), and Qdrant returns equal fused scores in an order that changes from query to query
-        # (it collects them in a hash map). Point id order makes the same question rank the same way.
-        hits = sorted(hits, key=lambda hit: (-hit.score, str(hit.id)))[:limit]
+        # (it collects them in a hash map). Book order (page, then place on the page) makes the same
+        # question rank the same way, and keeps doing so when a re-ingest gives its chunks new ids.
+        hits = sorted(hits, key=lambda hit: (-hit.score, _book_order(hit.payload["metadata"])))[:limit]
         return [_passage(hit.id, hit.payload["page_content"], hit.payload["metadata"], hit.score) for hit in hits]
 
     def unused_terms(self, wanted: Iterable[str]) -> set[str]:
@@ -362,9 +360,9 @@ class BookIndex:
         """Whether `word` is one letter away from a word the book uses (a letter dropped, added or changed,
         or two swapped): what a reader typing the book's word wrong writes ("simlation", "captone"). One
         sparse lookup of every such spelling's terms at once (about 20 ms for an eight-letter word)."""
-        word = word.lower()
-        if len(word) < MIN_TYPO_CHARS or not self.client.collection_exists(self.collection):
+        if not self.client.collection_exists(self.collection):
             return False
+        word = word.lower()
         spellings = _one_letter_away(word)
         spellings.discard(word)
         found = {t for spelling in spellings for t in terms(spelling)} - set(terms(word))
@@ -445,6 +443,11 @@ def search_filter(page: str | None, module: str | None) -> qe.Filter | None:
     if module:
         conditions.append(qe.FieldCondition(key="metadata.module", match=qe.MatchValue(module)))
     return qe.Filter(must=conditions) if conditions else None
+
+
+def _book_order(meta: dict) -> tuple[str, int]:
+    """Where a chunk sits in the book: its page's path, then its place on the page."""
+    return meta.get("path") or "", int(meta.get("chunk_index") or 0)
 
 
 def _passage(point_id: str, text: str, meta: dict, score: float) -> Passage:

@@ -26,7 +26,7 @@ from booktutor.tools.index import BookIndex, ChunkRecord
 WRITE_BATCH = 256
 # Part of every fingerprint: bump it when chunking or the stored record changes, and the next ingest
 # rewrites every page instead of keeping chunks made the old way.
-RECORD_FORMAT = "2"
+RECORD_FORMAT = "3"  # 3: a tab's label heads its text (tools/docusaurus/mdx.py)
 
 
 @dataclass

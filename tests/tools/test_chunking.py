@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from markdown_it import MarkdownIt
 
-from tests.conftest import CORPUS, REPO
+from tests.conftest import ASTRONOMY_BOOK, CORPUS
 from booktutor.tools.chunking import Chunk, chunk_markdown
 from booktutor.tools.docusaurus.anchors import heading_anchor
 from booktutor.tools.docusaurus.pages import find_doc_files, read_page
@@ -250,7 +250,7 @@ def test_chunks_under_a_tab_carry_its_label(tmp_path: Path):
 
 
 def test_every_tab_of_the_astronomy_book_names_its_chunks():
-    book = REPO / "eval" / "books" / "backyard-astronomy"
+    book = ASTRONOMY_BOOK
     tabbed = [f for f in find_doc_files(book) if "<TabItem" in f.read_text(encoding="utf-8")]
     assert len(tabbed) == 3
     for file in tabbed:
