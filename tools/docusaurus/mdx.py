@@ -269,10 +269,12 @@ _MARK_LINE = re.compile(rf"([ \t]*){_TAB_MARK}({_TABS_OPEN}|{_TAB}|{_TABS_CLOSE}
 _ATTRIBUTE = re.compile(
     r"([^\s\"'{}<>/=]+)(?:\s*=\s*(\"[^\"]*\"|'[^']*'|" + _JSX_EXPR + r"))?|" + _JSX_EXPR
 )
+# A JavaScript string literal without escapes or interpolation, its text in one of three groups.
+_JS_STRING = r"""(?:"([^"\\]*)"|'([^'\\]*)'|`([^`\\$]*)`)"""
 # A string attribute: "x", 'x', or an expression that is only a string: {"x"}, {'x'}, {`x`}.
-_STRING = re.compile(r"""\{\s*(?:"([^"\\]*)"|'([^'\\]*)'|`([^`\\$]*)`)\s*\}|"([^"]*)"|'([^']*)'""")
+_STRING = re.compile(r"\{\s*" + _JS_STRING + r"""\s*\}|"([^"]*)"|'([^']*)'""")
 _VALUES_ITEM = re.compile(r"\{([^{}]*)\}")
-_VALUES_KEY = r"""(?<![\w$])["']?{key}["']?\s*:\s*(?:"([^"\\]*)"|'([^'\\]*)'|`([^`\\$]*)`)"""
+_VALUES_KEY = r"""(?<![\w$])["']?{key}["']?\s*:\s*""" + _JS_STRING  # no braces, so .format(key=...) leaves it whole
 
 
 def _tab_mark(
