@@ -78,6 +78,9 @@ BEYOND_SELECTION = 0.5
 """How similar (cosine, to the question with the selection) a passage unit must be to explain a selection
 in its place. On the dev set the unit chosen for each selection question scores about 0.5-0.8; a
 paragraph on services, beside a selection about topics, 0.48."""
+TYPO_GAIN = 0.10
+"""How much closer (cosine) to the best unit the question must come, its word spelt as the book spells it,
+for a word of the language to be read as a typo of the book's ("root" for "robot")."""
 MAX_ANSWER_CHARS = 1600
 """A second unit is left out when the two would be longer than this."""
 
@@ -206,11 +209,13 @@ def extractive_answer(
     blocks: Callable[[str], list[Any]],
     history: list[str] | None = None,
     unused: Callable[[list[str]], set[str]] | None = None,
-    misspells: Callable[[str], bool] | None = None,
+    spellings: Callable[[str], list[str]] | None = None,
+    is_word: Callable[[str], bool] | None = None,
 ) -> str:
     """Quote the paragraph, list, table rows or code block of the passages that best answers the question,
     whole and cited, or decline when nothing there is close to it (see `OfflineChatModel` for `embeddings`,
-    `terms`, `blocks`, `unused` and `misspells`; `history` holds the reader's earlier questions, oldest first)."""
+    `terms`, `blocks`, `unused`, `spellings` and `is_word`; `history` holds the reader's earlier questions,
+    oldest first)."""
     question = context["question"]
     passages = context["passages"]
     selection = context.get("selection")
@@ -278,7 +283,15 @@ def extractive_answer(
         if closest < DECLINE_BELOW or (
             before is None
             and _rests_on_missing_word(
-                question, question_vector, best_unit_vector, set().union(*unit_terms), terms, embeddings, unused, misspells
+                question,
+                question_vector,
+                best_unit_vector,
+                set().union(*unit_terms),
+                terms,
+                embeddings,
+                unused,
+                spellings,
+                is_word,
             )
         ):
             return _decline(passages)
@@ -328,7 +341,8 @@ def _rests_on_missing_word(
     terms: Callable[[str], list[str]],
     embeddings: Embeddings,
     unused: Callable[[list[str]], set[str]] | None = None,
-    misspells: Callable[[str], bool] | None = None,
+    spellings: Callable[[str], list[str]] | None = None,
+    is_word: Callable[[str], bool] | None = None,
 ) -> bool:
     """Whether the question is about something the book never names: what carries most of its meaning is
     words the passages (`found` holds their terms) never use. Two candidates are weighed: the heaviest
@@ -338,9 +352,12 @@ def _rests_on_missing_word(
     (1 - cosine) when it is taken out, each time it occurs. The question is declined when a candidate
     weighs at least MISSING_WORD_WEIGHT, outweighs every other word of the question alone, and the best
     unit is no closer to the question with it than without it (words the book says otherwise, "reply" for
-    its "response", a "slick" floor for its friction, bring them closer). A word the book never uses but
-    `misspells` one it does ("simlation") is the book's word, typed wrong: the candidate is weighed again
-    without it. One embedding per word, at most, and one per group of words taken out together."""
+    its "response", a "slick" floor for its friction, bring them closer). A word the book never uses that is
+    one letter from one it does (`spellings`) is the book's word typed wrong ("simlation"), and the candidate
+    is weighed again without it; unless it is a word of its own (`is_word`: "tyre", one letter from the
+    book's "type"), which is read as a typo only when the book's spelling brings the question TYPO_GAIN
+    closer to the best unit ("a root's pose" is a robot's). One embedding per word, at most, one per group
+    of words taken out together, and one per spelling of a real word weighed as a typo."""
     spans: dict[str, list[tuple[int, int]]] = {}
     word_terms: dict[str, set[str]] = {}
     for match in _WORD.finditer(question):
@@ -353,16 +370,17 @@ def _rests_on_missing_word(
     if not missing:
         return False
 
+    def rewritten(group: tuple[str, ...], spelling: str = " ") -> str:
+        """The question with each of the group's words written `spelling` (by default, taken out)."""
+        kept, start = [], 0
+        for begin, end in sorted(span for word in group for span in spans[word]):
+            kept.append(question[start:begin])
+            start = end
+        return " ".join(spelling.join([*kept, question[start:]]).split())
+
     def without(groups: list[tuple[str, ...]]) -> np.ndarray:
         """The question's vectors with each group's words taken out."""
-        texts = []
-        for group in groups:
-            kept, start = [], 0
-            for begin, end in sorted(span for word in group for span in spans[word]):
-                kept.append(question[start:begin])
-                start = end
-            texts.append(" ".join(" ".join([*kept, question[start:]]).split()))
-        return np.array(embeddings.embed_documents(texts))
+        return np.array(embeddings.embed_documents([rewritten(group) for group in groups]))
 
     singles = without([(word,) for word in missing])
     alone = dict(zip(missing, (1.0 - singles @ question_vector).tolist()))  # each word's weight on its own
@@ -388,10 +406,18 @@ def _rests_on_missing_word(
         unnamed = tuple(word for word in missing if word_terms[word] & never)
         if unnamed and unnamed != candidates[0]:
             candidates.append(unnamed)
+    def mistyped(word: str) -> bool:
+        """Whether the reader meant one of the book's words and typed `word`."""
+        meant = spellings(word) if spellings is not None and word in unnamed else []
+        if not meant or is_word is None or not is_word(word):
+            return bool(meant)
+        corrected = np.array(embeddings.embed_documents([rewritten((word,), spelling) for spelling in meant]))
+        return float((corrected @ best_unit_vector).max()) - closeness >= TYPO_GAIN
+
     for group in candidates:
         if not holds(group):
             continue
-        typed_wrong = {word for word in group if word in unnamed and misspells is not None and misspells(word)}
+        typed_wrong = {word for word in group if mistyped(word)}
         if not typed_wrong:
             return True
         kept = tuple(word for word in group if word not in typed_wrong)
@@ -463,9 +489,12 @@ class OfflineChatModel(BaseChatModel):
     """Which of the given analyzer terms the whole book never uses (its index's vocabulary): a question
     resting on those is declined. None (a model not tied to one book's index): only the passages' words
     are known."""
-    misspells: Callable[[str], bool] | None = None
-    """Whether a word the book never uses is one letter away from one it does: the reader's misspelling
-    of the book's word, which the question does not rest on."""
+    spellings: Callable[[str], list[str]] | None = None
+    """The book's words one letter away from a word it never uses: what a reader misspelling the book's
+    word meant, which the question does not rest on."""
+    is_word: Callable[[str], bool] | None = None
+    """Whether a word is one of the language's own (a reader's "tyre" may mean "tyre", not the book's
+    "type"). None: every word one letter from the book's is read as its typo."""
     model_name: str = OFFLINE_MODEL_NAME
     _remembered: _RememberedVectors = PrivateAttr()
 
@@ -495,7 +524,8 @@ class OfflineChatModel(BaseChatModel):
             blocks=self.blocks,
             history=asked_before,
             unused=self.unused,
-            misspells=self.misspells,
+            spellings=self.spellings,
+            is_word=self.is_word,
         )
         return f"{answer}\n\n{OFFLINE_LABEL}"
 

@@ -21,7 +21,7 @@ from booktutor.agents.offline import OfflineChatModel
 from booktutor.agents.prompts import answer_messages
 from booktutor.graphs.context import Context, open_index
 from booktutor.graphs.state import State, TurnKind
-from booktutor.tools.embeddings import MiniLMEmbeddings, offline_embeddings
+from booktutor.tools.embeddings import MiniLMEmbeddings, offline_embeddings, vocabulary_words
 from booktutor.tools.errors import BooktutorError
 from booktutor.tools.index import BookIndex
 from booktutor.tools.markdown import blocks
@@ -175,7 +175,12 @@ def offline_answer_model(index: BookIndex | None = None) -> OfflineChatModel:
     if index is None:
         return OfflineChatModel(embeddings=offline_embeddings(), terms=terms, blocks=blocks)
     return OfflineChatModel(
-        embeddings=offline_embeddings(), terms=terms, blocks=blocks, unused=index.unused_terms, misspells=index.misspells
+        embeddings=offline_embeddings(),
+        terms=terms,
+        blocks=blocks,
+        unused=index.unused_terms,
+        spellings=index.spellings,
+        is_word=vocabulary_words().__contains__,
     )
 
 

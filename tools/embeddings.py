@@ -112,6 +112,14 @@ class MiniLMEmbeddings(Embeddings):
 
 
 @lru_cache(maxsize=1)
+def vocabulary_words() -> frozenset[str]:
+    """The whole words of the model's WordPiece vocabulary (about 22,000, lowercase): English words common
+    enough to have a piece of their own ("tyre", "radio"). A misspelling ("simlation") is cut into pieces."""
+    lines = VOCAB_PATH.read_text(encoding="utf-8").splitlines()
+    return frozenset(line for line in lines if line.isalpha() and line.islower())
+
+
+@lru_cache(maxsize=1)
 def offline_embeddings() -> MiniLMEmbeddings:
     """One model per process: loading the ONNX graph takes ~100 ms and ~75 MB."""
     return MiniLMEmbeddings()

@@ -356,17 +356,21 @@ class BookIndex:
             return set()
         return {t for t in set(wanted) if not self.client.sparse_match(self.collection, SPARSE, self.sparse.terms_vector([t]))}
 
-    def misspells(self, word: str) -> bool:
-        """Whether `word` is one letter away from a word the book uses (a letter dropped, added or changed,
-        or two swapped): what a reader typing the book's word wrong writes ("simlation", "captone"). One
-        sparse lookup of every such spelling's terms at once (about 20 ms for an eight-letter word)."""
+    def spellings(self, word: str) -> list[str]:
+        """The book's words one letter away from `word` (a letter dropped, added or changed, or two
+        swapped), as spelt that way: what a reader typing the book's word wrong meant ("simlation" ->
+        "simulation"). One sparse lookup of every such spelling's terms at once (about 20 ms for an
+        eight-letter word), then, when the book has any, one lookup per term to say which."""
         if not self.client.collection_exists(self.collection):
-            return False
+            return []
         word = word.lower()
-        spellings = _one_letter_away(word)
-        spellings.discard(word)
-        found = {t for spelling in spellings for t in terms(spelling)} - set(terms(word))
-        return bool(found) and self.client.sparse_match(self.collection, SPARSE, self.sparse.terms_vector(found))
+        own = set(terms(word))
+        spelt = {spelling: set(terms(spelling)) - own for spelling in _one_letter_away(word) - {word}}
+        wanted = set().union(*spelt.values())
+        if not wanted or not self.client.sparse_match(self.collection, SPARSE, self.sparse.terms_vector(wanted)):
+            return []
+        unused = self.unused_terms(wanted)
+        return sorted(spelling for spelling, found in spelt.items() if found and not found & unused)
 
     def warm(self) -> None:
         """Open the index and check its embedding size now, if there is one, not at the first search."""

@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from booktutor.agents.offline import NOT_FOUND, OFFLINE_LABEL, OFFLINE_MODEL_NAME, SMALL_TALK_REPLY, OfflineChatModel
 from booktutor.agents.prompts import answer_messages, format_passages, parse_answer_context
-from booktutor.tools.embeddings import offline_embeddings
+from booktutor.tools.embeddings import offline_embeddings, vocabulary_words
 from booktutor.tools.markdown import blocks
 from booktutor.tools.sparse import terms
 
@@ -186,9 +186,19 @@ def test_a_question_resting_on_words_the_book_never_uses_is_declined(monkeypatch
     # The book's own words typed wrong are not words it never uses: what its index says of them.
     typed = answer_messages(question="How do publshers send mesages to subscrbers?", passages=PASSAGES)
     assert body_of(model.invoke(typed).content).startswith("The book does not seem to cover this.")
-    spelling = model.model_copy(update={"misspells": lambda word: word in {"publshers", "mesages", "subscrbers"}})
+    meant = {"publshers": ["publishers"], "mesages": ["messages"], "subscrbers": ["subscribers"], "lunch": ["launch"]}
+    spelling = model.model_copy(update={"spellings": lambda word: meant.get(word, [])})
     assert 1 in cited(spelling.invoke(typed).content)
     assert body_of(spelling.invoke(surgical).content).startswith("The book does not seem to cover this.")
+    # A word of the language one letter from the book's is a typo only when the book's spelling makes
+    # the question its passage's: a "lunch file" is a launch file, a service's "lunch" is not a launch.
+    words = spelling.model_copy(update={"is_word": vocabulary_words().__contains__})
+    lunch_file = answer_messages(question="How do I start many nodes with one lunch file?", passages=PASSAGES)
+    assert body_of(model.invoke(lunch_file).content).startswith("The book does not seem to cover this.")
+    assert cited(words.invoke(lunch_file).content) == {3}
+    lunch = answer_messages(question="Can a service request a lunch?", passages=PASSAGES)
+    assert cited(spelling.invoke(lunch).content) == {2}
+    assert body_of(words.invoke(lunch).content).startswith("The book does not seem to cover this.")
     # Declined for the weight those words carry.
     monkeypatch.setattr(offline, "MISSING_WORD_WEIGHT", 1.0)
     assert cited(model.invoke(surgical).content) == {1}

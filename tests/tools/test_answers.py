@@ -31,21 +31,19 @@ OFF_TOPIC_DECLINED = 0.90
 # Questions near the book's subject that it does not answer ("kind": "uncovered": drones, exoskeletons,
 # Rust, a PS4 gamepad, in a book on humanoids) come as close to the book as learners' own paraphrases of
 # what it does answer. The dev set's first twelve are declined but for one; the twelve written after the
-# astronomy book's first run showed the failure, 5 of 12: 16 of 24, short of the 90 % target. A regression
-# guard at that: it fails at 15.
-DEV_UNCOVERED_DECLINED = 0.66
+# astronomy book's first run showed the failure, 7 of 12: 18 of 24, short of the 90 % target. A regression
+# guard at that: it fails at 17.
+DEV_UNCOVERED_DECLINED = 0.75
 # What the unseen sets show today (regression guards; nothing is tuned on these sets): the share of answers
 # holding half their key terms, off-topic questions declined, and off-topic and uncovered questions
 # together declined. The physical-AI pages: 11 of 16, 4 of 4, 4 of 5 (a circuit-board question finds
-# "Actuators"). The sample book: 18 of 21, 4 of 4, 5 of 6 ("How do legged walking robots keep their
-# balance?" finds a caster "for balance"). The astronomy book: 19 of 24, 5 of 6 (a flat tyre finds how to
-# carry a telescope in a car), 6 of 14: seven of its eight uncovered questions (photographing the Moon
-# through the eyepiece, a roll-off roof observatory, radio noise from Jupiter, grinding a mirror, …) share
-# the book's words and get a quote.
+# "Actuators"). The sample book: 18 of 21, 4 of 4, 6 of 6. The astronomy book: 19 of 24, 6 of 6, 8 of 14:
+# six of its eight uncovered questions (photographing the Moon through the eyepiece, a roll-off roof
+# observatory, grinding a mirror, the northern lights, …) share the book's words and get a quote.
 UNSEEN_GUARDS = {
     "book": {"half_or_more": 0.68, "off_topic_declined": 1.0, "not_covered_declined": 0.80},
-    "sample": {"half_or_more": 0.85, "off_topic_declined": 1.0, "not_covered_declined": 0.83},
-    "astronomy": {"half_or_more": 0.79, "off_topic_declined": 0.83, "not_covered_declined": 0.42},
+    "sample": {"half_or_more": 0.85, "off_topic_declined": 1.0, "not_covered_declined": 1.0},
+    "astronomy": {"half_or_more": 0.79, "off_topic_declined": 1.0, "not_covered_declined": 0.57},
 }
 
 
