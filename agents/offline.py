@@ -406,6 +406,7 @@ def _rests_on_missing_word(
         unnamed = tuple(word for word in missing if word_terms[word] & never)
         if unnamed and unnamed != candidates[0]:
             candidates.append(unnamed)
+
     def mistyped(word: str) -> bool:
         """Whether the reader meant one of the book's words and typed `word`."""
         meant = spellings(word) if spellings is not None and word in unnamed else []
