@@ -168,30 +168,27 @@ class RunStore:
                 raise ThreadBusy()
 
     async def append(self, run_id: str, events: list[StoredEvent], *, status: str | None = None) -> None:
-        """Store a run's events (and its final status, if given) with one NOTIFY, sent together.
+        """Store a run's events (and its final status, if given) with one NOTIFY, in one statement.
 
         Raises `RunGone` when the run was ended elsewhere (its lease lapsed, say), so its task stops.
         """
-        columns = _columns({run_id: events})
+        # The row lock orders this write against a reader marking the run interrupted: the lock waits for
+        # that reader's commit and then sees its status, and the insert and the update go by what it saw.
+        # One statement, so one round trip and no pipeline or transaction to drive (about a quarter of
+        # the client's CPU for the same writes, which every turn's end pays on the event loop).
+        run_ids, seqs, names, data = _columns({run_id: events})
+        statement = (
+            "WITH locked AS (SELECT status FROM runs WHERE id = %(id)s FOR UPDATE),"
+            " stored AS (INSERT INTO run_events (run_id, seq, event, data)"
+            " SELECT * FROM unnest(%(run_ids)s::text[], %(seqs)s::int[], %(names)s::text[], %(data)s::text[])"
+            " WHERE (SELECT status FROM locked) = 'running'),"
+            " ended AS (UPDATE runs SET status = %(status)s, finished_at = now()"
+            " WHERE id = %(id)s AND %(status)s::text IS NOT NULL AND (SELECT status FROM locked) = 'running')"
+            " SELECT status, pg_notify(%(channel)s, %(id)s) FROM locked"
+        )
+        params = {"id": run_id, "run_ids": run_ids, "seqs": seqs, "names": names, "data": data, "status": status, "channel": CHANNEL}
         async with self.pool.connection() as conn:
-            async with conn.pipeline(), conn.transaction():
-                # The row lock orders this write against a reader marking the run interrupted; the
-                # writes after it check the status themselves, so none waits for the lock's answer.
-                cur = await conn.execute("SELECT status FROM runs WHERE id = %s FOR UPDATE", (run_id,))
-                if events:
-                    await conn.execute(
-                        "INSERT INTO run_events (run_id, seq, event, data)"
-                        " SELECT * FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[])"
-                        " WHERE EXISTS (SELECT 1 FROM runs WHERE id = %s AND status = 'running')",
-                        (*columns, run_id),
-                    )
-                if status:
-                    await conn.execute(
-                        "UPDATE runs SET status = %s, finished_at = now() WHERE id = %s AND status = 'running'",
-                        (status, run_id),
-                    )
-                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, run_id))
-            row = await cur.fetchone()
+            row = await (await conn.execute(statement, params)).fetchone()
         if row is None or row["status"] != "running":
             raise RunGone(run_id)
 

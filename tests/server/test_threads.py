@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
 import httpx
+import pytest
 
+from booktutor.server.run_store import RunGone, StoredEvent
 from tests.server.conftest import auth, new_visitor
 
 TOPICS = "How do ROS 2 nodes exchange messages through topics?"
@@ -177,6 +180,35 @@ async def test_delete_refuses_a_thread_that_is_answering(client, app):
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "thread_busy"
     assert (await client.get(f"/v1/threads/{thread_id}", headers=headers)).status_code == 200
+
+
+async def test_a_run_ended_elsewhere_keeps_its_status_and_refuses_later_events(client, app):
+    headers = fresh()
+    thread_id, _ = await start_thread(client, headers)
+    store = app.state.runs.store
+    run_id = f"elsewhere-{uuid.uuid4()}"
+    await store.claim(run_id=run_id, thread_id=thread_id, reader_id="someone", metadata={})
+    with store.watch(run_id) as news:
+        await store.append(run_id, [StoredEvent(1, "token", {"text": "A"})])
+        await asyncio.wait_for(news.wait(), 5)  # followers hear of the write
+    # Another process marks the run interrupted (its lease lapsed): the run's last writes are refused,
+    # and neither its events nor its status change.
+    async with store.pool.connection() as conn:
+        await conn.execute("UPDATE runs SET status = 'interrupted', finished_at = now() WHERE id = %s", (run_id,))
+    with pytest.raises(RunGone):
+        await store.append(run_id, [StoredEvent(2, "token", {"text": "B"})], status="done")
+    record, events = await store.read(run_id, reader_id="someone", after=-1)
+    assert record.status == "interrupted"
+    assert [(e.seq, e.event) for e in events] == [(0, "metadata"), (1, "token")]
+    # A run that ends where it runs stores its last events and its status together.
+    other = f"elsewhere-{uuid.uuid4()}"
+    await store.claim(run_id=other, thread_id=f"{thread_id}-2", reader_id="someone", metadata={})
+    await store.append(other, [StoredEvent(1, "done", {})], status="done")
+    record, events = await store.read(other, reader_id="someone", after=-1)
+    assert record.status == "done"
+    assert [e.event for e in events] == ["metadata", "done"]
+    with pytest.raises(RunGone):
+        await store.append(f"unknown-{uuid.uuid4()}", [], status="done")
 
 
 async def test_continued_thread_keeps_all_turns_in_order(client):
