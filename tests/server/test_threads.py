@@ -165,13 +165,18 @@ async def test_delete_removes_thread_and_checkpoints(client, app):
     assert len((await client.get(f"/v1/threads/{kept}", headers=headers)).json()["messages"]) == 2
 
 
+async def run_elsewhere(store, thread_id: str) -> str:
+    """A run of the thread recorded by another server process, still holding its lease: its id."""
+    run_id = f"elsewhere-{uuid.uuid4()}"
+    await store.claim(run_id=run_id, thread_id=thread_id, reader_id="someone", metadata={})
+    return run_id
+
+
 async def test_delete_refuses_a_thread_that_is_answering(client, app):
     headers = fresh()
     thread_id, _ = await start_thread(client, headers)
-    # A run of the thread recorded by another server process, still holding its lease.
     store = app.state.runs.store
-    run_id = f"elsewhere-{uuid.uuid4()}"
-    await store.claim(run_id=run_id, thread_id=thread_id, reader_id="someone", metadata={})
+    run_id = await run_elsewhere(store, thread_id)
     try:
         response = await client.delete(f"/v1/threads/{thread_id}", headers=headers)
     finally:
@@ -183,11 +188,9 @@ async def test_delete_refuses_a_thread_that_is_answering(client, app):
 
 
 async def test_a_run_ended_elsewhere_keeps_its_status_and_refuses_later_events(client, app):
-    headers = fresh()
-    thread_id, _ = await start_thread(client, headers)
+    thread_id, _ = await start_thread(client, fresh())
     store = app.state.runs.store
-    run_id = f"elsewhere-{uuid.uuid4()}"
-    await store.claim(run_id=run_id, thread_id=thread_id, reader_id="someone", metadata={})
+    run_id = await run_elsewhere(store, thread_id)
     with store.watch(run_id) as news:
         await store.append(run_id, [StoredEvent(1, "token", {"text": "A"})])
         await asyncio.wait_for(news.wait(), 5)  # followers hear of the write
@@ -201,8 +204,7 @@ async def test_a_run_ended_elsewhere_keeps_its_status_and_refuses_later_events(c
     assert record.status == "interrupted"
     assert [(e.seq, e.event) for e in events] == [(0, "metadata"), (1, "token")]
     # A run that ends where it runs stores its last events and its status together.
-    other = f"elsewhere-{uuid.uuid4()}"
-    await store.claim(run_id=other, thread_id=f"{thread_id}-2", reader_id="someone", metadata={})
+    other = await run_elsewhere(store, f"{thread_id}-2")
     await store.append(other, [StoredEvent(1, "done", {})], status="done")
     record, events = await store.read(other, reader_id="someone", after=-1)
     assert record.status == "done"
