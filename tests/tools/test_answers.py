@@ -37,9 +37,10 @@ DEV_UNCOVERED_DECLINED = 0.75
 # What the unseen sets show today (regression guards; nothing is tuned on these sets): the share of answers
 # holding half their key terms, off-topic questions declined, and off-topic and uncovered questions
 # together declined. The physical-AI pages: 11 of 16, 4 of 4, 4 of 5 (a circuit-board question finds
-# "Actuators"). The sample book: 19 of 21 (18 with an earlier day's packages; the guard keeps 18), 4 of 4, 6 of 6. The astronomy book: 19 of 24, 6 of 6, 8 of 14:
-# six of its eight uncovered questions (photographing the Moon through the eyepiece, a roll-off roof
-# observatory, grinding a mirror, the northern lights, …) share the book's words and get a quote.
+# "Actuators"). The sample book: 19 of 21 (18 with an earlier day's packages; the guard keeps 18),
+# 4 of 4, 6 of 6. The astronomy book: 19 of 24, 6 of 6, 8 of 14: six of its eight uncovered questions
+# (photographing the Moon through the eyepiece, a roll-off roof observatory, grinding a mirror, the
+# northern lights, …) share the book's words and get a quote.
 UNSEEN_GUARDS = {
     "book": {"half_or_more": 0.68, "off_topic_declined": 1.0, "not_covered_declined": 0.80},
     "sample": {"half_or_more": 0.85, "off_topic_declined": 1.0, "not_covered_declined": 1.0},
