@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import Select, bindparam, delete, func, select, update
+from sqlalchemy import BindParameter, Select, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,26 +22,30 @@ async def create_thread(session: AsyncSession, *, thread_id: str, title: str, re
     return thread
 
 
+def owned_by(reader_id: str | BindParameter | None):
+    """The threads of `reader_id` (None: the CLI's own threads, which have no reader; a bound parameter: the
+    reader's whose id is bound when the statement runs)."""
+    return Thread.reader_id.is_(None) if reader_id is None else Thread.reader_id == reader_id
+
+
 def _with_profile(touched) -> Select:
     """`touched` (an insert or update of one thread returning its id) with the reader's profile joined."""
     touched = touched.returning(Thread.id).cte("touched")
     return select(touched.c.id, Profile).select_from(touched).outerjoin(Profile, Profile.reader_id == bindparam("reader"))
 
 
-# Built once, with the values bound at each call (their names are no column's: an update reserves those
-# for its SET clause): building and compiling the statement every turn cost
-# the event loop about as much CPU as the round trip itself.
+# Built once, with the values bound at each call: building and compiling the statement every turn cost
+# the event loop about as much CPU as the round trip itself. (The values' names are no column's: an update
+# reserves those for its SET clause.)
 _OPEN_THREAD = {
     "new": _with_profile(
         insert(Thread).values(id=bindparam("thread"), title=bindparam("thread_title"), reader_id=bindparam("reader"))
     ),
-    "theirs": _with_profile(
-        update(Thread)
-        .where(Thread.id == bindparam("thread"), Thread.reader_id == bindparam("reader"))
-        .values(updated_at=func.now())
+    "a reader's": _with_profile(
+        update(Thread).where(Thread.id == bindparam("thread"), owned_by(bindparam("reader"))).values(updated_at=func.now())
     ),
     "the CLI's": _with_profile(
-        update(Thread).where(Thread.id == bindparam("thread"), Thread.reader_id.is_(None)).values(updated_at=func.now())
+        update(Thread).where(Thread.id == bindparam("thread"), owned_by(None)).values(updated_at=func.now())
     ),
 }
 
@@ -54,15 +58,10 @@ async def open_thread(
 
     A turn's start waits for this, so it is one round trip, committed as it runs.
     """
-    query = _OPEN_THREAD["new" if new else "the CLI's" if reader_id is None else "theirs"]
+    query = _OPEN_THREAD["new" if new else "the CLI's" if reader_id is None else "a reader's"]
     await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     row = (await session.execute(query, {"thread": thread_id, "thread_title": title[:200], "reader": reader_id})).first()
     return (row is not None, row[1] if row is not None else None)
-
-
-def owned_by(reader_id: str | None):
-    """The threads of `reader_id` (None: the CLI's own threads, which have no reader)."""
-    return Thread.reader_id.is_(None) if reader_id is None else Thread.reader_id == reader_id
 
 
 async def delete_thread(session: AsyncSession, *, thread_id: str) -> None:
