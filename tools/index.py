@@ -359,18 +359,25 @@ class BookIndex:
     def spellings(self, word: str) -> list[str]:
         """The book's words one letter away from `word` (a letter dropped, added or changed, or two
         swapped), as spelt that way: what a reader typing the book's word wrong meant ("simlation" ->
-        "simulation"). One sparse lookup of every such spelling's terms at once (about 20 ms for an
-        eight-letter word), then, when the book has any, one lookup per term to say which."""
+        "simulation"). A spelling counts by its analyzer terms, so a stem of the book's counts too."""
         if not self.client.collection_exists(self.collection):
             return []
         word = word.lower()
         own = set(terms(word))
         spelt = {spelling: set(terms(spelling)) - own for spelling in _one_letter_away(word) - {word}}
-        wanted = set().union(*spelt.values())
+        used = self._used_terms(sorted(set().union(*spelt.values())))
+        return sorted(spelling for spelling, found in spelt.items() if found and found <= used)
+
+    def _used_terms(self, wanted: list[str]) -> set[str]:
+        """Which of `wanted` some chunk contains, found by halving: a group none of whose terms the book
+        uses costs one sparse lookup. A word's few hundred spellings, of which a handful are the book's,
+        take a few dozen lookups instead of one each: 15 ms instead of 43 for "simlation" on the dev book."""
         if not wanted or not self.client.sparse_match(self.collection, SPARSE, self.sparse.terms_vector(wanted)):
-            return []
-        unused = self.unused_terms(wanted)
-        return sorted(spelling for spelling, found in spelt.items() if found and not found & unused)
+            return set()
+        if len(wanted) == 1:
+            return set(wanted)
+        half = len(wanted) // 2
+        return self._used_terms(wanted[:half]) | self._used_terms(wanted[half:])
 
     def warm(self) -> None:
         """Open the index and check its embedding size now, if there is one, not at the first search."""

@@ -167,10 +167,10 @@ def test_both_paths_know_which_words_the_book_never_uses(book_index, reference):
     wanted = terms("How does a quadcopter drone stay level when the wind gusts in Gazebo?")
     assert book_index.unused_terms(wanted) == reference.unused_terms(wanted) == {"quadcopt", "drone", "stay", "wind", "gust"}
     assert book_index.unused_terms([]) == set()
-    # The book's words typed wrong, and words it never uses.
     # The book's words typed wrong, and words it never uses. A spelling counts by its stem, so "captione"
     # (the book's "caption") comes too.
-    for word, meant in [("simlation", "simulation"), ("captone", "capstone"), ("Gazbo", "gazebo"), ("surgical", None), ("quadcopter", None)]:
+    typed = [("simlation", "simulation"), ("captone", "capstone"), ("Gazbo", "gazebo"), ("surgical", None), ("quadcopter", None)]
+    for word, meant in typed:
         spellings = book_index.spellings(word)
         assert spellings == reference.spellings(word), word
         assert (meant in spellings) if meant else spellings == [], (word, spellings)
