@@ -318,6 +318,7 @@ class BookIndex:
             limit=limit,
             query_filter=search_filter(page, module),
         )
+        hits = sorted(hits, key=lambda hit: _rank_order(hit[3], hit[2]))  # the server's ties, in book order too
         return [_passage(point_id, text, meta, score) for point_id, text, meta, score in hits]
 
     def _search_native(self, query: str, *, limit: int, page: str | None, module: str | None) -> list[Passage]:
@@ -345,13 +346,14 @@ class BookIndex:
         # score), and Qdrant returns equal fused scores in an order that changes from query to query
         # (it collects them in a hash map). Book order (page, then place on the page) makes the same
         # question rank the same way, and keeps doing so when a re-ingest gives its chunks new ids.
-        hits = sorted(hits, key=lambda hit: (-hit.score, _book_order(hit.payload["metadata"])))[:limit]
+        hits = sorted(hits, key=lambda hit: _rank_order(hit.score, hit.payload["metadata"]))[:limit]
         return [_passage(hit.id, hit.payload["page_content"], hit.payload["metadata"], hit.score) for hit in hits]
 
     def unused_terms(self, wanted: Iterable[str]) -> set[str]:
         """Which of `wanted` (analyzer terms, as `tools.sparse.terms` gives them) no chunk of the book
         contains: the words the book never names. One sparse lookup per term (hundredths of a millisecond
-        on Qdrant Edge), so it holds for the index as it is now, whoever wrote to it last."""
+        on Qdrant Edge), so it holds for the index as it is now, whoever wrote to it last. A question's
+        terms are mostly the book's, so halving them (`_used_terms`) would take more lookups, not fewer."""
         if not self.client.collection_exists(self.collection):
             return set()
         return {t for t in set(wanted) if not self.client.sparse_match(self.collection, SPARSE, self.sparse.terms_vector([t]))}
@@ -456,9 +458,10 @@ def search_filter(page: str | None, module: str | None) -> qe.Filter | None:
     return qe.Filter(must=conditions) if conditions else None
 
 
-def _book_order(meta: dict) -> tuple[str, int]:
-    """Where a chunk sits in the book: its page's path, then its place on the page."""
-    return meta.get("path") or "", int(meta.get("chunk_index") or 0)
+def _rank_order(score: float, meta: dict) -> tuple[float, str, int]:
+    """A fused hit's place in the results: the higher score first, equal scores in book order (the
+    page's path, then the chunk's place on the page)."""
+    return -score, meta.get("path") or "", int(meta.get("chunk_index") or 0)
 
 
 def _passage(point_id: str, text: str, meta: dict, score: float) -> Passage:
