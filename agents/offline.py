@@ -11,6 +11,7 @@ block reader), which whoever builds it hands in: agents do not import tools.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import threading
@@ -407,6 +408,7 @@ def _rests_on_missing_word(
         if unnamed and unnamed != candidates[0]:
             candidates.append(unnamed)
 
+    @functools.cache  # a word of both candidates is looked up (and its spellings embedded) once
     def mistyped(word: str) -> bool:
         """Whether the reader meant one of the book's words and typed `word`."""
         meant = spellings(word) if spellings is not None and word in unnamed else []
