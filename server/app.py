@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import shutil
 from typing import AsyncIterator
 
 from fastapi import FastAPI
@@ -22,6 +23,8 @@ from booktutor.server.run_store import RunStore
 from booktutor.server.runs import RunManager
 from booktutor.server.settings import Settings, get_settings
 from booktutor.server.tutor import open_tutor
+from booktutor.server.workers import take_worker_copy
+from booktutor.tools.index import close_book_index
 
 
 def release_freed_memory() -> None:
@@ -43,6 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A worker of `serve --workers N` on the local index searches a copy of its own (server/workers.py).
+        copy = await asyncio.to_thread(take_worker_copy, settings)
         async with open_tutor(settings) as tutor:
             # Opening the index here loads the embedding model once, before the first reader waits for it.
             app.state.index = await asyncio.to_thread(open_index, settings.context())
@@ -65,6 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 await app.state.runs.shutdown()
                 await store.close()
+                if copy is not None:
+                    close_book_index(app.state.index)
+                    shutil.rmtree(copy, ignore_errors=True)
 
     # Swagger UI and ReDoc load their scripts and styles from the installed package, not from a CDN, so
     # /docs and /redoc work on a machine without internet access.

@@ -11,6 +11,7 @@ import asyncio
 import errno
 import json
 import logging
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -326,7 +327,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every interface)."),
     port: int = typer.Option(8000, help="Port to listen on."),
     workers: int = typer.Option(
-        1, min=1, help="Server processes sharing the port. More than one needs a Qdrant server (QDRANT_URL)."
+        1, min=1, help="Server processes sharing the port; on the local index, each searches a read-only copy."
     ),
 ) -> None:
     """Run the HTTP API (widget API, SSE streams, /docs) on the configured or embedded defaults."""
@@ -337,17 +338,6 @@ def serve(
     except ValidationError as error:
         err.print(f"[bold red]error[/] (bad_settings): {error.errors()[0]['msg']}", highlight=False)
         raise typer.Exit(1)
-    if workers > 1 and not settings.qdrant_url:
-        # The local index (Qdrant Edge) locks its folder to one process; a second worker could not open it.
-        _fail(
-            BooktutorError(
-                f"--workers {workers} needs a Qdrant server: the local index in {settings.qdrant_path} can be "
-                "opened by one process only. Run Qdrant (e.g. `docker run -p 6333:6333 qdrant/qdrant`), ingest "
-                "into it with QDRANT_URL=http://localhost:6333 set, and serve with that QDRANT_URL; or serve "
-                "with one worker. See docs/scale-out.md.",
-                code="workers_need_qdrant_server",
-            )
-        )
     # The port is taken before the database starts, and handed to uvicorn, so a busy port is reported
     # at once and no other process can take it in between.
     try:
@@ -366,7 +356,7 @@ def serve(
     # Reach the database and the index before uvicorn starts, so a misconfiguration is one clear line.
     try:
         run_migrations(database_url(settings))
-        _open_index(settings)
+        index = _open_index(settings)
     except BooktutorError as error:
         _fail(error)
     err.print(
@@ -392,10 +382,18 @@ def serve(
         return
     from uvicorn.supervisors import Multiprocess
 
+    from booktutor.server.workers import share_local_index
+
     # Each worker builds its own app from the same environment; they share the socket, Postgres
-    # (runs, threads, checkpoints), the Qdrant server and, when set, Redis for quotas.
+    # (runs, threads, checkpoints), the Qdrant server or a copy each of the local index, and, when
+    # set, Redis for quotas.
+    copies = None if settings.qdrant_url else share_local_index(index, settings)
     config = uvicorn.Config("booktutor.server.app:create_app", factory=True, workers=workers, **options)
-    Multiprocess(config, sockets=[listener]).run()
+    try:
+        Multiprocess(config, sockets=[listener]).run()
+    finally:
+        if copies is not None:
+            shutil.rmtree(copies, ignore_errors=True)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -51,6 +51,7 @@ STATUS_BY_CODE = {
     "thread_busy": 409,
     "run_finished": 409,
     "ingest_running": 409,
+    "index_read_only": 409,
     # ingest: the folder named cannot be ingested
     "ingest_failed": 400,
     "docs_not_found": 400,

@@ -11,7 +11,8 @@ are also the types the index speaks to a Qdrant server (tools/qdrant_server.py t
 qdrant-client). So the local index never imports qdrant-client, about 45 MB of modules. Each
 collection is a shard folder under `<folder>/edge/`. A folder belongs to one process at a time (Edge
 locks its write-ahead log; the client also locks the folder, so that the error comes at open, not at
-the first write).
+the first write). Several server processes each open a copy of their own, read-only (`copy_to`,
+`tools.index.serve_from_copy`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import Any, Sequence
 
 import qdrant_edge as qe
 
+from booktutor.tools.errors import BookIndexError
+
 
 class EdgeFolderLocked(RuntimeError):
     """Another process holds the folder."""
@@ -32,8 +35,9 @@ class EdgeFolderLocked(RuntimeError):
 class EdgeClient:
     """Collections of one folder, each a Qdrant Edge shard."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(self.path / ".lock", "a+")  # noqa: SIM115 - held for the client's life
         try:
@@ -58,6 +62,31 @@ class EdgeClient:
         """Whether the folder holds collection `name` as qdrant-client's local mode wrote it (no longer read)."""
         return (self.path / "collection" / name / "storage.sqlite").is_file()
 
+    def check_writable(self) -> None:
+        """Refuses a change to a read-only copy, with what to do instead."""
+        if self.read_only:
+            raise BookIndexError(
+                "This server's processes each search a read-only copy of the local index, so it cannot be "
+                "changed while they run. Stop the server, run `booktutor ingest`, and start it again; or "
+                "ingest into a Qdrant server (QDRANT_URL), which can change while it serves.",
+                code="index_read_only",
+            )
+
+    def copy_to(self, target: Path) -> None:
+        """Copy every collection's shard into the folder `target`, which must not exist yet.
+
+        Loaded shards are closed first, so their files are flushed and whole when copied; they load
+        again on their next use.
+        """
+        with self._guard:
+            for shard in self._shards.values():
+                shard.close()
+            self._shards.clear()
+            if (self.path / "edge").is_dir():
+                shutil.copytree(self.path / "edge", target / "edge")
+            else:  # nothing ingested yet
+                (target / "edge").mkdir(parents=True)
+
     def _shard(self, name: str) -> qe.EdgeShard:
         with self._guard:
             if name not in self._shards:
@@ -67,11 +96,13 @@ class EdgeClient:
             return self._shards[name]
 
     def create_collection(self, name: str, config: qe.EdgeConfig) -> None:
+        self.check_writable()
         with self._guard:
             self._shards[name] = qe.EdgeShard.create(str(self._folder(name)), config)
             self._dimensions[name] = {key: p.size for key, p in config.vectors.items()}
 
     def create_payload_index(self, name: str, field_name: str, field_schema: qe.PayloadSchemaType) -> None:
+        self.check_writable()
         self._shard(name).update(qe.UpdateOperation.create_field_index(field_name, field_schema))
 
     def vector_sizes(self, name: str) -> dict[str, int]:
@@ -91,6 +122,7 @@ class EdgeClient:
         return sorted(p.name for p in (self.path / "edge").glob("*") if (p / "segments").is_dir())
 
     def delete_collection(self, name: str) -> None:
+        self.check_writable()
         with self._guard:
             shard = self._shards.pop(name, None)
             if shard is not None:
@@ -110,9 +142,11 @@ class EdgeClient:
 
     def upsert(self, name: str, points: Sequence[qe.Point]) -> None:
         """Written to the shard's write-ahead log before returning: a crash after this loses nothing."""
+        self.check_writable()
         self._shard(name).update(qe.UpdateOperation.upsert_points(list(points)))
 
     def delete(self, name: str, points_selector: qe.Filter) -> None:
+        self.check_writable()
         self._shard(name).update(qe.UpdateOperation.delete_points_by_filter(points_selector))
 
     def count(self, name: str) -> int:

@@ -503,6 +503,19 @@ def collapse_duplicates(passages: list[Passage], threshold: float = 0.9, *, keep
 
 _open_lock = threading.Lock()
 _open: dict[tuple, BookIndex] = {}
+# Local folders this process opens as a private read-only copy instead (see `serve_from_copy`).
+_copies: dict[str, Path] = {}
+
+
+def serve_from_copy(folder: Path | str, copy: Path) -> None:
+    """From now on, open the local index `folder` as `copy`, read-only.
+
+    A local folder opens in one process, so a server of several processes gives each a copy of the
+    index (`EdgeClient.copy_to`) while the parent holds the folder: every caller in this process that
+    asks for `folder` searches the copy, and a write is refused with `index_read_only`.
+    """
+    with _open_lock:
+        _copies[_resolved(str(folder))] = Path(copy)
 
 
 def open_book_index(
@@ -541,6 +554,9 @@ def _client(*, path: Path | str | None, url: str | None, api_key: str | None) ->
         from booktutor.tools.qdrant_server import QdrantServer
 
         return QdrantServer.connect(url, api_key)
+    copy = _copies.get(_resolved(str(path)))
+    if copy is not None:
+        return EdgeClient(copy, read_only=True)
     folder = Path(path)
     try:
         return EdgeClient(folder)

@@ -43,6 +43,9 @@ class QdrantServer:
 
     # -- collections --------------------------------------------------------------------------
 
+    def check_writable(self) -> None:
+        """A server's collections can change while processes search them."""
+
     def collection_exists(self, name: str) -> bool:
         return self.qdrant.collection_exists(name)
 

@@ -23,7 +23,7 @@ from typing import AsyncIterator
 import httpx
 import pytest
 
-from tests.conftest import BOOKTUTOR, MODEL_VARIABLES, REPO, free_port
+from tests.conftest import BOOKTUTOR, CORPUS, MODEL_VARIABLES, REPO, free_port, run_cli
 from tests.openai_stub import ScriptedOpenAI
 from tests.server.conftest import JWT_SECRET, auth
 from booktutor.server.db import PING_AFTER_SECONDS
@@ -70,8 +70,11 @@ def model():
 class Server:
     """One `booktutor serve` process with its own copy of the book's local index."""
 
-    def __init__(self, name: str, *, corpus_home: Path, database_url: str, model_url: str, root: Path) -> None:
+    def __init__(
+        self, name: str, *, corpus_home: Path, database_url: str, model_url: str, root: Path, workers: int = 1
+    ) -> None:
         self.home = root / name
+        self.database_url = database_url
         if not self.home.exists():
             shutil.copytree(corpus_home / "qdrant", self.home / "qdrant")
         self.port = free_port()
@@ -92,7 +95,11 @@ class Server:
         )
         self.log = open(root / f"{name}.log", "ab")
         self.process = subprocess.Popen(
-            [*BOOKTUTOR, "serve", "--port", str(self.port)], cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT
+            [*BOOKTUTOR, "serve", "--port", str(self.port), "--workers", str(workers)],
+            cwd=REPO,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self, timeout: float = 90) -> "Server":
@@ -131,8 +138,10 @@ def spawn(corpus_home, database_url, model, tmp_path_factory):
     root = tmp_path_factory.mktemp("servers")
     started: list[Server] = []
 
-    def start(name: str, *, database: str = database_url) -> Server:
-        server = Server(name, corpus_home=corpus_home, database_url=database, model_url=model.base_url, root=root)
+    def start(name: str, *, database: str = database_url, workers: int = 1) -> Server:
+        server = Server(
+            name, corpus_home=corpus_home, database_url=database, model_url=model.base_url, root=root, workers=workers
+        )
         started.append(server)
         return server
 
@@ -338,19 +347,45 @@ def test_a_request_that_does_not_arrive_in_time_is_cut_off_and_others_are_served
     FIGURES["incomplete requests cut off after (s)"] = [round(t, 2) for t in closed_after]
 
 
-def test_several_workers_without_a_qdrant_server_are_refused_with_the_fix(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in MODEL_VARIABLES}
-    result = subprocess.run(
-        [*BOOKTUTOR, "serve", "--workers", "2", "--port", str(free_port())],
-        cwd=REPO,
-        env={**env, "BOOKTUTOR_HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_several_workers_on_the_local_index_each_search_a_copy_while_the_index_stays_as_it_was(spawn):
+    server = spawn("workers", workers=2).wait_ready()
+    serving = server.home / "qdrant" / "serving"
+    deadline = time.monotonic() + 60
+    while len(copies := sorted(serving.glob("worker-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = {int(copy.name.removeprefix("worker-")) for copy in copies}
+    assert len(workers) == 2, f"each worker copies the index: {copies}"
+    for pid in workers:
+        os.kill(pid, 0)  # a live process
 
-    assert result.returncode == 1
-    assert "error (workers_need_qdrant_server)" in result.stderr and "QDRANT_URL" in result.stderr
+    async def chats() -> list[tuple[int, list[dict]]]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+            return await asyncio.gather(
+                *(collect(http, "POST", "/v1/chat", json={"message": TOPICS}, headers=auth(f"reader-{n}")) for n in range(8))
+            )
+
+    for status, events in asyncio.run(chats()):
+        assert status == 200, events
+        done = events[-1]
+        assert done["event"] == "done" and done["data"]["citations"], events[-3:]
+        assert text_of(events) == SHORT
+
+    # Neither the API nor another process can change the index under the workers' copies.
+    response = httpx.post(
+        server.url + "/v1/ingest", json={"path": str(CORPUS)}, headers=auth("editor", role="admin"), timeout=30
+    )
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "index_read_only"
+    assert "booktutor ingest" in response.json()["error"]["message"]
+    refused = run_cli("ingest", str(CORPUS), env={"BOOKTUTOR_HOME": str(server.home), "DATABASE_URL": server.database_url})
+    assert refused.returncode == 1 and "error (index_locked)" in refused.stderr
+
+    server.stop()
+    assert server.process.returncode == 0, Path(server.log.name).read_text(errors="replace")[-3000:]
+    assert not serving.exists(), "the copies are removed when the server stops"
+    again = run_cli("ingest", str(CORPUS), "--json", env={"BOOKTUTOR_HOME": str(server.home), "DATABASE_URL": server.database_url})
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["unchanged"] == json.loads(again.stdout)["files"], "nothing was written to the index"
 
 
 # -- a process killed mid-turn ------------------------------------------------------------------------
