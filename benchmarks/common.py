@@ -333,7 +333,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def booktutor_serve(name: str, python: str, *, model_port: int, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+def booktutor_serve(
+    name: str, python: str, workers: int = 1, *, model_port: int, extra_env: dict[str, str] | None = None
+) -> Iterator[Server]:
     """`booktutor serve` from the venv of `python`, on its own database and copy of the book index."""
     home = WORK / f"home-{name}-{uuid.uuid4().hex[:6]}"
     shutil.copytree(book_home(python), home)
@@ -352,7 +354,8 @@ def booktutor_serve(name: str, python: str, *, model_port: int, extra_env: dict[
         }
         log = open(WORK / f"serve-{name}.log", "w")
         process = subprocess.Popen(
-            [python, "-m", "booktutor.server.cli", "serve", "--port", str(port)], env=env, stdout=log, stderr=log, cwd=home
+            [python, "-m", "booktutor.server.cli", "serve", "--port", str(port), *(["--workers", str(workers)] if workers > 1 else [])],
+            env=env, stdout=log, stderr=log, cwd=home
         )
         try:
             _wait_port(port, process, timeout=180, path="/healthz")
@@ -378,11 +381,17 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def parse_apps(values: list[str]) -> list[tuple[str, str]]:
-    """`--app name=/path/to/python` pairs; default: this checkout's own interpreter as `now`."""
+def parse_apps(values: list[str]) -> list[tuple[str, str, int]]:
+    """`--app name=/path/to/python[,workers=N]`: name, interpreter and `serve --workers`; default: this
+    checkout's own interpreter as `now`, one process."""
     if not values:
-        return [("now", sys.executable)]
-    return [(name, os.path.abspath(python)) for name, _, python in (v.partition("=") for v in values)]
+        return [("now", sys.executable, 1)]
+    apps = []
+    for value in values:
+        name, _, rest = value.partition("=")
+        python, _, workers = rest.partition(",workers=")
+        apps.append((name, os.path.abspath(python), int(workers or 1)))
+    return apps
 
 
 def header(title: str) -> None:

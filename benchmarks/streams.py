@@ -57,13 +57,13 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=50)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=120, help="seconds a burst may take before it is cut")
-    parser.add_argument("--app", action="append", default=[], help="name=/path/to/python of a checkout to serve")
+    parser.add_argument("--app", action="append", default=[], help="name=/path/to/python[,workers=N] of a checkout to serve")
     args = parser.parse_args()
     counts = [int(n) for n in args.streams.split(",")]
     apps = parse_apps(args.app)
     with contextlib.ExitStack() as stack:
         model_port = stack.enter_context(scripted_model(tokens=args.tokens, delay_ms=args.delay_ms))
-        servers = [stack.enter_context(booktutor_serve(name, python, model_port=model_port)) for name, python in apps]
+        servers = [stack.enter_context(booktutor_serve(name, python, workers, model_port=model_port)) for name, python, workers in apps]
         header(f"Concurrent streams: {args.tokens} tokens × {args.delay_ms:g} ms, interleaved ×{args.repeat}")
         for server in servers:
             print(f"RSS when ready, {server.name}: {rss_mb(server.pid):.0f} MB", flush=True)

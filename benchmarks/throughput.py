@@ -341,7 +341,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=100)
     parser.add_argument("--delay-ms", type=float, default=0)
     parser.add_argument("--jobs", type=int, default=None, help="runs each server may run at once (default: the most clients)")
-    parser.add_argument("--app", action="append", default=[], help="name=/path/to/python of a checkout to serve")
+    parser.add_argument("--app", action="append", default=[], help="name=/path/to/python[,workers=N] of a checkout to serve")
     parser.add_argument("--langgraph-dev", default=None, help="python of a venv with langgraph-cli[inmem] and this project")
     parser.add_argument("--lg-stream-mode", default="messages-tuple", help="comma-separated stream modes for langgraph dev")
     parser.add_argument("--allow-blocking", action="store_true", help="run langgraph dev without its blocking-call detector")
@@ -359,8 +359,8 @@ def main() -> None:
         model_port = stack.enter_context(scripted_model(tokens=args.tokens, delay_ms=args.delay_ms))
         extra = {"BOOKTUTOR_MAX_CONCURRENT_RUNS": str(jobs)}
         targets: list[tuple[Server, Callable[[], Awaitable[Turn]]]] = []
-        for name, python in apps:
-            server = stack.enter_context(booktutor_serve(name, python, model_port=model_port, extra_env=extra))
+        for name, python, workers in apps:
+            server = stack.enter_context(booktutor_serve(name, python, workers, model_port=model_port, extra_env=extra))
             targets.append((Server(f"serve {name}", server.port, server.pid), _booktutor_turn(server.port)))
         if skip_lg is None:
             server = stack.enter_context(langgraph_dev(lg_python, model_port=model_port, jobs=jobs, allow_blocking=args.allow_blocking))

@@ -47,11 +47,11 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--delay-ms", type=float, default=20)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--app", action="append", default=[], help="name=/path/to/python of a checkout to serve")
+    parser.add_argument("--app", action="append", default=[], help="name=/path/to/python[,workers=N] of a checkout to serve")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         model_port = stack.enter_context(scripted_model(tokens=1, delay_ms=args.delay_ms))
-        servers = [stack.enter_context(booktutor_serve(name, python, model_port=model_port)) for name, python in parse_apps(args.app)]
+        servers = [stack.enter_context(booktutor_serve(name, python, workers, model_port=model_port)) for name, python, workers in parse_apps(args.app)]
         for server in servers:
             asyncio.run(burst(server.port, 5))  # warm up
         costs: dict[str, list[float]] = {s.name: [] for s in servers}

@@ -77,7 +77,7 @@ async def run(args) -> None:
     apps = parse_apps(args.app)
     with contextlib.ExitStack() as stack:
         model_port = stack.enter_context(scripted_model(tokens=args.tokens, delay_ms=args.delay_ms))
-        servers = [stack.enter_context(booktutor_serve(name, python, model_port=model_port)) for name, python in apps]
+        servers = [stack.enter_context(booktutor_serve(name, python, workers, model_port=model_port)) for name, python, workers in apps]
         url = stack.enter_context(database())
         async with in_process(model_port, url) as graph_turn:
             direct = {"model": "bench-answer", "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=40)
     parser.add_argument("--tokens", type=int, default=100)
     parser.add_argument("--delay-ms", type=float, default=0)
-    parser.add_argument("--app", action="append", default=[], help="name=/path/to/python of a checkout to serve")
+    parser.add_argument("--app", action="append", default=[], help="name=/path/to/python[,workers=N] of a checkout to serve")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -347,7 +347,6 @@ def serve(
 
     import uvicorn
 
-    from booktutor.server.app import create_app
     from booktutor.server.db import database_url, run_migrations
     from booktutor.server.http_timeouts import PROTOCOL
     from booktutor.server.observability import configure_logging
@@ -375,6 +374,8 @@ def serve(
         http=PROTOCOL,
     )
     if workers == 1:
+        from booktutor.server.app import create_app
+
         server = uvicorn.Server(uvicorn.Config(create_app(settings), **options))
         server.run(sockets=[listener])
         if not server.started:

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -38,16 +39,11 @@ class MiniLMEmbeddings(Embeddings):
     """
 
     def __init__(self, *, workers: int | None = None, model_path: Path = MODEL_PATH) -> None:
-        import onnxruntime as ort
         from tokenizers import BertWordPieceTokenizer
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.log_severity_level = 3
-        # onnxruntime plans a memory pattern per input shape, and texts come in every length: the
-        # plans grew the process by ~55 MB after twenty long chunks.
-        options.enable_mem_pattern = False
-        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self._model_path = model_path
+        self._loaded: Any = None
+        self._load_lock = threading.Lock()
         self._tokenizer = BertWordPieceTokenizer(str(VOCAB_PATH), lowercase=True)
         self._tokenizer.enable_truncation(MAX_TOKENS)
         self._workers = workers or min(4, os.cpu_count() or 1)
@@ -56,6 +52,25 @@ class MiniLMEmbeddings(Embeddings):
         # Query vectors by text, newest last; a vector still being computed is a pending future.
         self._queries: OrderedDict[str, Future] = OrderedDict()
         self._queries_lock = threading.Lock()
+
+    @property
+    def _session(self) -> Any:
+        """The onnxruntime session, loaded on first use (about 75 MB): a process that only opens an index,
+        such as the parent of `serve --workers N`, never pays for it."""
+        if self._loaded is not None:
+            return self._loaded
+        with self._load_lock:
+            if self._loaded is None:
+                import onnxruntime as ort
+
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = 1
+                options.log_severity_level = 3
+                # onnxruntime plans a memory pattern per input shape, and texts come in every length: the
+                # plans grew the process by ~55 MB after twenty long chunks.
+                options.enable_mem_pattern = False
+                self._loaded = ort.InferenceSession(str(self._model_path), options, providers=["CPUExecutionProvider"])
+            return self._loaded
 
     def _embed(self, text: str) -> np.ndarray:
         """The unit vector of one text, in one onnxruntime run."""
@@ -121,7 +136,7 @@ def vocabulary_words() -> frozenset[str]:
 
 @lru_cache(maxsize=1)
 def offline_embeddings() -> MiniLMEmbeddings:
-    """One model per process: loading the ONNX graph takes ~100 ms and ~75 MB."""
+    """One model per process: loading the ONNX graph (on first use) takes ~100 ms and ~75 MB."""
     return MiniLMEmbeddings()
 
 
