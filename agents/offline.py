@@ -84,6 +84,8 @@ TYPO_GAIN = 0.10
 for a word of the language to be read as a typo of the book's ("root" for "robot")."""
 MAX_ANSWER_CHARS = 1600
 """A second unit is left out when the two would be longer than this."""
+MAX_PARTS_ANSWER_CHARS = 2400
+"""A question in parts may get one more unit per part, up to this many characters in all."""
 
 
 @dataclass
@@ -267,10 +269,10 @@ def extractive_answer(
     closest = float(similarity.max()) if before is None else float(max(similarity.max(), (unit_vectors @ before).max()))
     max_lexical = sum(math.log(1 + len(units) / f) for f in frequency.values()) or 1.0
 
-    def score(i: int) -> float:
+    def score(i: int, similarity: Any = similarity, asked_terms: set[str] = question_terms, most: float = max_lexical) -> float:
         unit = units[i]
-        matched = unit_terms[i] & question_terms
-        lexical = sum(math.log(1 + len(units) / frequency[t]) for t in matched) / max_lexical
+        matched = unit_terms[i] & asked_terms
+        lexical = sum(math.log(1 + len(units) / frequency[t]) for t in matched) / most
         rank_prior = 0.2 / (1 + unit.n) if unit.n else 0.4  # the selection and top passages come first
         return 2.0 * float(similarity[i]) + lexical + rank_prior
 
@@ -319,6 +321,19 @@ def extractive_answer(
         if scores[i] >= SECOND_UNIT * scores[ranked[0]] and len(other.text) + len(best.text) < MAX_ANSWER_CHARS:
             chosen.append(i)
             break
+    if not selection and not follow_up:
+        # A question in two parts ("what does the course need, and what does Isaac ROS add?") is often
+        # answered in two places, and the whole question's best units may both answer one part. Each
+        # part's own best unit is quoted too, when it is close enough to answer it and not quoted yet.
+        for part in _parts(question):
+            part_terms = set(terms(part)) & question_terms
+            part_similarity = unit_vectors @ np.array(embeddings.embed_query(part))
+            most = sum(math.log(1 + len(units) / frequency[t]) for t in part_terms if t in frequency) or 1.0
+            answers_part = max(range(len(units)), key=lambda i: score(i, part_similarity, part_terms, most))
+            answers_part = follower.get(id(units[answers_part]), answers_part)
+            length = sum(len(units[i].text) for i in chosen) + len(units[answers_part].text)
+            if answers_part not in chosen and part_similarity[answers_part] >= DECLINE_BELOW and length < MAX_PARTS_ANSWER_CHARS:
+                chosen.append(answers_part)
     chosen.sort(key=lambda i: (units[i].n, units[i].position))
 
     # The retrieve step puts the section a selection came from first, so the selection cites [1].
@@ -332,6 +347,18 @@ def extractive_answer(
         parts.append(_render(unit, f" [{number}]" if number else "", question_vector, embeddings))
     lead = "About the selected passage: " if selection else ""
     return lead + "\n\n".join(parts)
+
+
+_PART_BREAK = re.compile(
+    r"(?:,|;|\?)\s*(?:and\s+|but\s+)?(?=(?:what|how|which|why|where|when|who|does|do|is|are|can|should)\b)", re.I
+)
+
+
+def _parts(question: str) -> list[str]:
+    """The parts of a question that asks two things ("…, and what…"), each of three words or more; none for one."""
+    parts = [p.strip(" ,;?") for p in _PART_BREAK.split(question)]
+    parts = [p for p in parts if len(p.split()) >= 3]
+    return parts if len(parts) >= 2 else []
 
 
 def _rests_on_missing_word(

@@ -83,6 +83,23 @@ def test_invoke_quotes_the_right_passage_whole_with_its_marker(model, question, 
     assert answer.response_metadata["model_name"] == OFFLINE_MODEL_NAME
 
 
+@pytest.mark.parametrize(
+    ("question", "right"),
+    [
+        ("How do nodes exchange messages over a topic, and how can I start many nodes together?", {1, 3}),
+        ("What is a service in ROS 2, and how do I write a launch file?", {2, 3}),
+        ("What does a publisher send, and which command runs a launch file?", {1, 3}),
+    ],
+)
+def test_a_question_in_two_parts_quotes_what_answers_each(model, question, right):
+    # Asked whole, each of these quotes one passage only: the part the other answers went unanswered.
+    answer = model.invoke(answer_messages(question=question, passages=PASSAGES))
+
+    assert cited(answer.content) == right, answer.content
+    for n in right:
+        assert PASSAGES[n - 1]["text"].split("\n\n")[0] in answer.content
+
+
 def test_a_list_is_quoted_whole_under_its_lead_in_line(model):
     tuning = {
         "title": "PID Control",

@@ -34,17 +34,21 @@ OFF_TOPIC_DECLINED = 0.90
 # astronomy book's first run showed the failure, 7 of 12: 18 of 24, short of the 90 % target. A regression
 # guard at that: it fails at 17.
 DEV_UNCOVERED_DECLINED = 0.75
+# The dev set's ten questions whose answer sits on two pages ("…, and what does Isaac ROS need on top?"):
+# 23 % of their key terms were found when a two-part question was answered whole, 30 % with each part's
+# own best unit quoted too. A regression guard at that.
+DEV_MULTI_PAGE_KEY_TERMS = 0.30
 # What the unseen sets show today (regression guards; nothing is tuned on these sets): the share of answers
 # holding half their key terms, off-topic questions declined, and off-topic and uncovered questions
 # together declined. The physical-AI pages: 11 of 16, 4 of 4, 4 of 5 (a circuit-board question finds
 # "Actuators"). The sample book: 19 of 21 (18 with an earlier day's packages; the guard keeps 18),
-# 4 of 4, 6 of 6. The astronomy book: 19 of 24, 6 of 6, 8 of 14: six of its eight uncovered questions
+# 4 of 4, 6 of 6. The astronomy book: 20 of 24 (19 before two-part questions got a unit per part), 6 of 6, 8 of 14: six of its eight uncovered questions
 # (photographing the Moon through the eyepiece, a roll-off roof observatory, grinding a mirror, the
 # northern lights, …) share the book's words and get a quote.
 UNSEEN_GUARDS = {
     "book": {"half_or_more": 0.68, "off_topic_declined": 1.0, "not_covered_declined": 0.80},
     "sample": {"half_or_more": 0.85, "off_topic_declined": 1.0, "not_covered_declined": 1.0},
-    "astronomy": {"half_or_more": 0.79, "off_topic_declined": 1.0, "not_covered_declined": 0.57},
+    "astronomy": {"half_or_more": 0.83, "off_topic_declined": 1.0, "not_covered_declined": 0.57},
 }
 
 
@@ -62,6 +66,7 @@ async def test_dev_answers_meet_the_targets(book_index):
     assert answers["answerable_declined"] <= ANSWERABLE_DECLINED, report["answer_misses"]
     assert answers["off_topic_declined"] >= OFF_TOPIC_DECLINED, report["answer_misses"]
     assert answers["uncovered_declined"] >= DEV_UNCOVERED_DECLINED, report["answer_misses"]
+    assert report["answers_by_kind"]["multi_page"]["key_terms"] >= DEV_MULTI_PAGE_KEY_TERMS, report["answer_misses"]
     assert report["overall"]["recall"] >= 0.95 and report["overall"]["mrr"] >= 0.85
 
 
