@@ -14,7 +14,7 @@ import warnings
 import pytest
 from langchain_openai import ChatOpenAI
 
-from booktutor.agents import models
+from booktutor.agents import models, streaming
 from booktutor.agents.offline import OFFLINE_LABEL, OfflineChatModel
 from booktutor.agents.prompts import answer_messages
 from booktutor.graphs.nodes import offline_answer_model
@@ -212,6 +212,27 @@ async def test_answer_model_astreams_with_the_default_model(language_model, monk
     request = language_model.requests[0]
     assert request["stream"] is True
     assert request["model"] == "gpt-4o-mini"
+
+
+async def test_a_busy_process_reads_each_model_stream_less_often_and_loses_no_text(language_model, monkeypatch):
+    reply = " ".join(f"word{n}" for n in range(40)) + " [1]."
+    model = role_model(models.answer_model, Settings(), "answer")
+    messages = answer_messages(question="How do nodes exchange messages?", passages=PASSAGES)
+    monkeypatch.setattr(language_model, "token_delay", 0.01)
+
+    async def chunks() -> list[str]:
+        language_model.reply(reply)
+        return [chunk.content async for chunk in model.astream(messages) if chunk.content]
+
+    quiet = await chunks()
+    # As if more than PACE_ABOVE streams were open: each read waits 50 ms after the one before.
+    monkeypatch.setattr(streaming, "PACE_ABOVE", 0)
+    monkeypatch.setattr(streaming, "PACE_SECONDS", 0.05)
+    busy = await chunks()
+
+    assert "".join(quiet) == "".join(busy) == reply
+    assert len(quiet) >= 30, "a quiet process reads each token as it comes"
+    assert len(busy) <= len(quiet) / 3, "a busy one gets the tokens of 50 ms in one read, as one chunk"
 
 
 async def test_translator_and_rewriter_use_their_role_models(language_model, monkeypatch):
