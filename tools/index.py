@@ -381,6 +381,10 @@ class BookIndex:
         half = len(wanted) // 2
         return self._used_terms(wanted[:half]) | self._used_terms(wanted[half:])
 
+    def check_writable(self) -> None:
+        """Refuses, with what to do instead, when this process searches a read-only copy (`serve_from_copy`)."""
+        self.client.check_writable()
+
     def warm(self) -> None:
         """Open the index and check its embedding size now, if there is one, not at the first search."""
         if self.client.collection_exists(self.collection) and not self._dimensions_checked:

@@ -94,7 +94,7 @@ def ingest_book(
     """Bring the index in line with the docs folder at `root`."""
     root = Path(root)
     files = check_docs_folder(root)
-    index.client.check_writable()  # before any page is read and embedded
+    index.check_writable()  # before any page is read and embedded
 
     started = time.perf_counter()
     report = IngestReport(root=str(root), files=len(files))
