@@ -325,6 +325,38 @@ def graph_env(home: Path, *, model_port: int) -> dict[str, str]:
     }
 
 
+@contextlib.asynccontextmanager
+async def graph_in_process(model_port: int, url: str):
+    """This checkout's graph with its Postgres checkpointer, in this process: the floor under a served turn
+    (no HTTP, no stored run events, no auth). Yields `turn()`, which asks one new question on a new thread
+    and returns (seconds, seconds to the first answer token, answer words)."""
+    os.environ.update({**graph_env(book_home(), model_port=model_port), "DATABASE_URL": url})
+    from booktutor.graphs.turn import TurnInput
+    from booktutor.server.settings import get_settings
+    from booktutor.server.tutor import open_tutor
+
+    settings = get_settings()
+    async with open_tutor(settings) as tutor:
+        context = settings.context()
+
+        async def turn() -> tuple[float, float, int]:
+            started = time.monotonic()
+            first, words = None, 0
+            config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+            # The `custom` stream is the one the server reads: answer tokens as {"token": text}.
+            async for chunk in tutor.graph.astream(
+                TurnInput(message=question()).graph_input(), config, context=context, stream_mode="custom"
+            ):
+                if token := chunk.get("token"):
+                    first = first or time.monotonic()
+                    words += len(token.split())
+            end = time.monotonic()
+            return end - started, (first or end) - started, words
+
+        await turn()  # loads the index, the embedding model, the HTTP client
+        yield turn
+
+
 @dataclass
 class Server:
     name: str

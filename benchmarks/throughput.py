@@ -6,7 +6,9 @@ one run, interleaved per repetition: each `booktutor serve` given with `--app na
 (its own Postgres database) and `langgraph dev` serving the same graph from the repo's
 `langgraph.json` with the python given by `--langgraph-dev` (a venv with `langgraph-cli[inmem]` and
 this project installed). Both read the same model settings and a copy of the same book index from
-the environment, so they answer the same question with the same retrieval.
+the environment, so they answer the same question with the same retrieval. With `--graph`, the floor
+under both: the same graph in a process of its own, the clients' turns going straight into
+`graph.astream` on the same Postgres checkpointer, with no HTTP, no stored run events, no auth.
 
 Both get the same job concurrency (`--jobs`, default: the largest client count):
 `BOOKTUTOR_MAX_CONCURRENT_RUNS` and `langgraph dev --n-jobs-per-worker` (whose default is one job at a
@@ -14,7 +16,7 @@ time). Not like-for-like on durability: `langgraph dev` keeps checkpoints in mem
 writes them to Postgres.
 
     python3 -m venv .venv-lgdev && .venv-lgdev/bin/pip install -e . "langgraph-cli[inmem]"
-    .venv/bin/python benchmarks/throughput.py --clients 1,16,64 --seconds 20 --langgraph-dev .venv-lgdev/bin/python
+    .venv/bin/python benchmarks/throughput.py --clients 1,16,64 --seconds 20 --langgraph-dev .venv-lgdev/bin/python --graph
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -44,8 +47,10 @@ from common import (
     _wait_port,
     book_home,
     booktutor_serve,
+    database,
     free_port,
     graph_env,
+    graph_in_process,
     header,
     median,
     parse_apps,
@@ -329,6 +334,50 @@ async def load(turn: Callable[[], Awaitable[Turn]], *, clients: int, warmup: flo
     return result
 
 
+# -- the bare graph ----------------------------------------------------------------------------------
+
+
+def graph_load(model_port: int, url: str, *, clients: int, warmup: float, seconds: float) -> Load:
+    """The bare graph under the same load, without HTTP: `clients` loops of turns straight into
+    `graph.astream`, in a process of its own so that its CPU is counted alone (see `_graph_worker`)."""
+    spec = {"model_port": model_port, "url": url, "clients": clients, "warmup": warmup, "seconds": seconds}
+    # DATABASE_URL in the process's own environment, where `postgres_cpu_seconds` looks for it.
+    env = {**os.environ, "DATABASE_URL": url}
+    done = subprocess.run(
+        [sys.executable, __file__, "--graph-worker", json.dumps(spec)], env=env, capture_output=True, text=True, check=True
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return Load(
+        turns=[Turn(t, w) for t, w in report["turns"]],
+        errors=report["errors"],
+        seconds=seconds,
+        cpu=report["cpu"],
+        postgres_cpu=report["postgres_cpu"],
+    )
+
+
+async def _graph_worker(spec: dict) -> None:
+    """One `graph_load` window, run in this process; prints what it measured as one JSON line."""
+    async with graph_in_process(spec["model_port"], spec["url"]) as graph_turn:
+
+        async def turn() -> Turn:
+            started = time.monotonic()
+            try:
+                seconds, _, words = await graph_turn()
+            except Exception as exc:  # noqa: BLE001 - a benchmark reports failures, it does not stop on them
+                return Turn(time.monotonic() - started, 0, repr(exc)[:200])
+            return Turn(seconds, words, None if words else "no answer tokens")
+
+        result = await load(turn, clients=spec["clients"], warmup=spec["warmup"], seconds=spec["seconds"], pid=os.getpid())
+    report = {
+        "turns": [(t.seconds, t.words) for t in result.turns],
+        "errors": result.errors,
+        "cpu": result.cpu,
+        "postgres_cpu": result.postgres_cpu,
+    }
+    print(json.dumps(report), flush=True)
+
+
 # -- the report --------------------------------------------------------------------------------------
 
 
@@ -345,7 +394,12 @@ def main() -> None:
     parser.add_argument("--langgraph-dev", default=None, help="python of a venv with langgraph-cli[inmem] and this project")
     parser.add_argument("--lg-stream-mode", default="messages-tuple", help="comma-separated stream modes for langgraph dev")
     parser.add_argument("--allow-blocking", action="store_true", help="run langgraph dev without its blocking-call detector")
+    parser.add_argument("--graph", action="store_true", help="also load the bare graph in a process of its own (the floor)")
+    parser.add_argument("--graph-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.graph_worker:
+        asyncio.run(_graph_worker(json.loads(args.graph_worker)))
+        return
     counts = [int(n) for n in args.clients.split(",")]
     jobs = args.jobs or max(counts)
     apps = parse_apps(args.app)
@@ -376,6 +430,12 @@ def main() -> None:
         )
         if skip_lg:
             print(f"langgraph dev skipped: {skip_lg}.")
+        graph_url = stack.enter_context(database()) if args.graph else None
+        if graph_url:
+            print(
+                "graph in-process: the same graph and Postgres checkpointer in a process of its own, the clients' turns "
+                "straight into `graph.astream` (no HTTP, no stored run events, no auth or limits)."
+            )
         if len(targets) > 1:
             passages = {server.name: asyncio.run(retrieved(server.port, langgraph=server.name == "langgraph dev")) for server, _ in targets}
             same = len({tuple(p) for p in passages.values()}) == 1 and all(passages.values())
@@ -392,6 +452,11 @@ def main() -> None:
                 for server, turn in targets:
                     runs.setdefault(server.name, []).append(
                         asyncio.run(load(turn, clients=n, warmup=args.warmup, seconds=args.seconds, pid=server.pid))
+                    )
+                    time.sleep(1)
+                if graph_url:
+                    runs.setdefault("graph in-process", []).append(
+                        graph_load(model_port, graph_url, clients=n, warmup=args.warmup, seconds=args.seconds)
                     )
                     time.sleep(1)
             lg_rate = median([r.rate for r in runs["langgraph dev"]]) if "langgraph dev" in runs else None

@@ -17,52 +17,8 @@ import os
 import time
 import uuid
 
-from common import QUESTION, book_home, booktutor_serve, database, header, median, parse_apps, pct, question, rss_mb, scripted_model, stream
+from common import QUESTION, booktutor_serve, database, graph_in_process, header, median, parse_apps, pct, question, rss_mb, scripted_model, stream
 
-
-
-def _is_token(chunk) -> bool:
-    """An answer token in LangGraph's `custom` stream, the one the server reads."""
-    return bool(chunk.get("token"))
-
-
-@contextlib.asynccontextmanager
-async def in_process(model_port: int, url: str):
-    """This checkout's graph with its Postgres checkpointer, in this process."""
-    home = book_home()
-    os.environ.update(
-        {
-            "BOOKTUTOR_HOME": str(home),
-            "DATABASE_URL": url,
-            "OPENAI_BASE_URL": f"http://127.0.0.1:{model_port}/v1",
-            "OPENAI_API_KEY": "bench",
-            "BOOKTUTOR_ANSWER_MODEL": "bench-answer",
-            "BOOKTUTOR_REWRITE_MODEL": "bench-rewrite",
-            "BOOKTUTOR_MODEL_RETRIES": "0",
-        }
-    )
-    from booktutor.graphs.turn import TurnInput
-    from booktutor.server.settings import get_settings
-    from booktutor.server.tutor import open_tutor
-
-    settings = get_settings()
-    async with open_tutor(settings) as tutor:
-        context = settings.context()
-
-        async def turn() -> tuple[float, float]:
-            started = time.monotonic()
-            first = None
-            config = {"configurable": {"thread_id": str(uuid.uuid4())}}
-            async for chunk in tutor.graph.astream(
-                TurnInput(message=question()).graph_input(), config, context=context, stream_mode="custom"
-            ):
-                if first is None and _is_token(chunk):
-                    first = time.monotonic()
-            end = time.monotonic()
-            return end - started, (first or end) - started
-
-        await turn()  # loads the index, the embedding model, the HTTP client
-        yield turn
 
 
 async def over_http(port: int, body: dict, path: str) -> tuple[float, float]:
@@ -79,9 +35,14 @@ async def run(args) -> None:
         model_port = stack.enter_context(scripted_model(tokens=args.tokens, delay_ms=args.delay_ms))
         servers = [stack.enter_context(booktutor_serve(name, python, workers, model_port=model_port)) for name, python, workers in apps]
         url = stack.enter_context(database())
-        async with in_process(model_port, url) as graph_turn:
+        async with graph_in_process(model_port, url) as graph_turn:
+
+            async def graph_times() -> tuple[float, float]:
+                seconds, first_token, _ = await graph_turn()
+                return seconds, first_token
+
             direct = {"model": "bench-answer", "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
-            targets = {"model direct": lambda: over_http(model_port, direct, "/v1/chat/completions"), "graph in-process": graph_turn}
+            targets = {"model direct": lambda: over_http(model_port, direct, "/v1/chat/completions"), "graph in-process": graph_times}
             for server in servers:
                 targets[f"serve {server.name}"] = lambda port=server.port: over_http(port, {"message": question()}, "/v1/chat")
             for fn in targets.values():  # warm up
