@@ -17,15 +17,17 @@ from booktutor.server.threads import owned_thread
 from booktutor.server.tutor import Tutor
 
 
-def _settings(request: Request) -> Settings:
+# Coroutines, though they only look up app state: FastAPI calls a plain function dependency on its
+# thread pool, a thread hop (and a wait for the interpreter lock behind every stream) per request.
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _tutor(request: Request) -> Tutor:
+async def _tutor(request: Request) -> Tutor:
     return request.app.state.tutor
 
 
-def _runs(request: Request) -> RunManager:
+async def _runs(request: Request) -> RunManager:
     return request.app.state.runs
 
 
