@@ -1,7 +1,7 @@
 """booktutor's own time per turn: a model that answers 100 tokens at once, turns one after another.
 
 Side by side in one run, interleaved turn by turn: the model called directly (the anchor), the bare
-graph in-process on `AsyncPostgresSaver` (this checkout), and each `booktutor serve` given with
+graph in-process on its Postgres checkpointer (this checkout), and each `booktutor serve` given with
 `--app name=/path/to/venv/bin/python`. booktutor's own time is a turn's wall time minus the median
 time of the model called directly; added TTFT is the same difference for the first token.
 
@@ -13,12 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import time
-import uuid
 
 from common import QUESTION, booktutor_serve, database, graph_in_process, header, median, parse_apps, pct, question, rss_mb, scripted_model, stream
-
 
 
 async def over_http(port: int, body: dict, path: str) -> tuple[float, float]:
