@@ -12,6 +12,7 @@ order.
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any, AsyncIterator, Iterable, Iterator
 
 import openai
@@ -33,6 +34,7 @@ instead of every 50, as chat interfaces paint in steps anyway. Measured side by 
 streams: 226 against 373 µs of CPU a token; with 1,000 started at once, their first tokens' p95 68 s
 against 91 (BENCHMARKS.md)."""
 _open_streams = 0  # one process-wide count; a thread's event loop of its own counts in it too
+_open_streams_lock = threading.Lock()  # `+=` on a global is not atomic between threads
 
 # Delta fields a plain text chunk may carry besides its text; any other field ends a run of joins.
 _TEXT_DELTA_FIELDS = frozenset({"content", "role", "refusal"})
@@ -117,7 +119,8 @@ class ReadJoiningDecoder(SSEDecoder):
     async def aiter_bytes(self, iterator: AsyncIterator[bytes]) -> AsyncIterator[ServerSentEvent]:
         global _open_streams
         lines = _SSELineDecoder()
-        _open_streams += 1
+        with _open_streams_lock:
+            _open_streams += 1
         try:
             async for read in iterator:
                 events = list(self._decode_lines(lines.feed(read)))
@@ -129,7 +132,8 @@ class ReadJoiningDecoder(SSEDecoder):
             for event in self._decode_lines(lines.finish()):
                 yield event
         finally:
-            _open_streams -= 1
+            with _open_streams_lock:
+                _open_streams -= 1
             self._reset()
 
 

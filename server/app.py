@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
-import shutil
 from typing import AsyncIterator
 
 from fastapi import FastAPI
@@ -23,8 +22,7 @@ from booktutor.server.run_store import RunStore
 from booktutor.server.runs import RunManager
 from booktutor.server.settings import Settings, get_settings
 from booktutor.server.tutor import open_tutor
-from booktutor.server.workers import take_worker_copy
-from booktutor.tools.index import close_book_index
+from booktutor.server.workers import drop_worker_copy, take_worker_copy
 
 
 def release_freed_memory() -> None:
@@ -71,8 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await app.state.runs.shutdown()
                 await store.close()
                 if copy is not None:
-                    close_book_index(app.state.index)
-                    shutil.rmtree(copy, ignore_errors=True)
+                    drop_worker_copy(app.state.index, copy)
 
     # Swagger UI and ReDoc load their scripts and styles from the installed package, not from a CDN, so
     # /docs and /redoc work on a machine without internet access.

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from booktutor.server.settings import Settings
-from booktutor.tools.index import BookIndex, serve_from_copy
+from booktutor.tools.index import BookIndex, close_book_index, serve_from_copy
 
 # Set by the parent for its workers (they inherit its environment): the copy each one copies again.
 WORKER_INDEX = "BOOKTUTOR_WORKER_INDEX_COPY"
@@ -42,3 +42,9 @@ def take_worker_copy(settings: Settings) -> Path | None:
     shutil.copytree(template, copy)
     serve_from_copy(settings.qdrant_path, copy)
     return copy
+
+
+def drop_worker_copy(index: BookIndex, copy: Path) -> None:
+    """In a worker stopping: close its index and remove the copy it searched."""
+    close_book_index(index)
+    shutil.rmtree(copy, ignore_errors=True)
