@@ -64,6 +64,17 @@ out. A question the book does not cover is about something the book never names 
 0.24); a learner's paraphrase of what it does answer misses everyday words that carry little of it ("gulp",
 "hogs", "slick": no missing word of an answerable dev question weighs more than 0.09), and those it
 misses together, which can weigh up to 0.37 ("hogs", "busy", "side", "handlers"), bring its passage closer."""
+RARE_BELOW = 4.5
+"""A word rarer than this in English (Zipf frequency: 4.5 is about 30 uses in a million words; "gusts" 3.1,
+"parallax" 2.9, "wobbling" 2.6, against "side" 5.5 and "busy" 4.8) names a thing. A question the book does not
+cover names things the book never does; a learner's paraphrase adds everyday words ("tell", "side",
+"everything") that the book never uses either."""
+UNMATCHED_BELOW = 0.40
+"""A word of the question that no word piece of the passages comes this close to in context (cosine of
+MiniLM's token vectors) is nowhere in them, even in other words: "parallax" finds at most 0.32, "Rust"
+0.37, where a learner's "fogs" finds the book's dew at 0.50 and "jumpy" its noise at 0.49. Chosen on the
+dev set: at 0.45, the "hogs" and "handlers" of a paraphrase would be unmatched too, and together weigh
+enough to decline it."""
 MIN_TERM_CHARS = 3
 """Shorter analyzer terms (the "s" of "robot's", "e.g.") say nothing about what a question is about."""
 SECOND_UNIT = 0.85
@@ -214,10 +225,12 @@ def extractive_answer(
     unused: Callable[[list[str]], set[str]] | None = None,
     spellings: Callable[[str], list[str]] | None = None,
     is_word: Callable[[str], bool] | None = None,
+    zipf: Callable[[str], float] | None = None,
+    word_vectors: Callable[[str], tuple[list[tuple[int, int]], Any, Any]] | None = None,
 ) -> str:
     """Quote the paragraph, list, table rows or code block of the passages that best answers the question,
     whole and cited, or decline when nothing there is close to it (see `OfflineChatModel` for `embeddings`,
-    `terms`, `blocks`, `unused`, `spellings` and `is_word`; `history` holds the reader's earlier questions,
+    `terms`, `blocks`, `unused`, `spellings`, `is_word`, `zipf` and `word_vectors`; `history` holds the reader's earlier questions,
     oldest first)."""
     question = context["question"]
     passages = context["passages"]
@@ -295,6 +308,9 @@ def extractive_answer(
                 unused,
                 spellings,
                 is_word,
+                zipf,
+                word_vectors,
+                [f"{p.get('title') or ''} {p.get('heading') or ''}\n{p['text']}" for p in passages],
             )
         ):
             return _decline(passages)
@@ -371,6 +387,9 @@ def _rests_on_missing_word(
     unused: Callable[[list[str]], set[str]] | None = None,
     spellings: Callable[[str], list[str]] | None = None,
     is_word: Callable[[str], bool] | None = None,
+    zipf: Callable[[str], float] | None = None,
+    word_vectors: Callable[[str], tuple[list[tuple[int, int]], Any, Any]] | None = None,
+    passage_texts: list[str] | None = None,
 ) -> bool:
     """Whether the question is about something the book never names: what carries most of its meaning is
     words the passages (`found` holds their terms) never use. Two candidates are weighed: the heaviest
@@ -385,7 +404,14 @@ def _rests_on_missing_word(
     is weighed again without it; unless it is a word of its own (`is_word`: "tyre", one letter from the
     book's "type"), which is read as a typo only when the book's spelling brings the question TYPO_GAIN
     closer to the best unit ("a root's pose" is a robot's). One embedding per word, at most, one per group
-    of words taken out together, and one per spelling of a real word weighed as a typo."""
+    of words taken out together, and one per spelling of a real word weighed as a typo.
+
+    A third candidate needs neither test: the rare words (`zipf`, RARE_BELOW) the book never uses that no
+    word of the passages comes close to in context (`word_vectors`, UNMATCHED_BELOW), taken out together. A
+    learner's own word for what the passages say has a match in them, so closeness to the best unit is not
+    asked; and a question can rest on two things ("a ROS 2 node in Rust") of which only one is the book's,
+    so outweighing is not asked either. It costs one model run for the question and one per passage, and
+    only for a question with such a word."""
     spans: dict[str, list[tuple[int, int]]] = {}
     word_terms: dict[str, set[str]] = {}
     for match in _WORD.finditer(question):
@@ -427,6 +453,7 @@ def _rests_on_missing_word(
 
     candidates = [(max(missing, key=alone.__getitem__),)]
     unnamed: tuple[str, ...] = ()
+    never: set[str] = set()
     if unused is not None:
         # A word the passages miss may still be the book's (used on a page not retrieved); one the book
         # never uses anywhere is not what it is about.
@@ -435,25 +462,89 @@ def _rests_on_missing_word(
         if unnamed and unnamed != candidates[0]:
             candidates.append(unnamed)
 
+    passage_words = {word.lower() for text in passage_texts or [] for word in _WORD.findall(text)}
+
+    @functools.cache  # a word of several candidates is looked up once
+    def book_spellings(word: str) -> list[str]:
+        return spellings(word) if spellings is not None and word in unnamed else []
+
+    # A word English does not know at all (Zipf 0) is as often the reader's typo of an everyday word ("exra")
+    # as a name, and neither is told from the other here: only words the language has count. Nor does a word
+    # one letter from a word of the passages: asking how the planner would "sore" grasps, the reader mistyped
+    # the "score" in front of them (the other two candidates ask more of such a word: see `mistyped`).
+    rare = tuple(
+        word for word in unnamed
+        if zipf is not None and 0 < zipf(word) < RARE_BELOW and not set(book_spellings(word)) & passage_words
+    )
+    unmatched: tuple[str, ...] = ()
+    # Reading the passages word by word takes a model run per passage: only for rare words that, taken out
+    # together, weigh enough to decline the question.
+    if rare and word_vectors is not None and 1.0 - float(without([rare])[0] @ question_vector) >= MISSING_WORD_WEIGHT:
+        unmatched = _unmatched(question, rare, spans, terms, word_vectors, passage_texts or [])
+
     @functools.cache  # a word of both candidates is looked up (and its spellings embedded) once
     def mistyped(word: str) -> bool:
         """Whether the reader meant one of the book's words and typed `word`."""
-        meant = spellings(word) if spellings is not None and word in unnamed else []
-        if not meant or is_word is None or not is_word(word):
+        meant = book_spellings(word)
+        if not meant or is_word is None:
             return bool(meant)
+        if "-" in word:
+            # The index knows terms, not the words joined from them: "differential-dive" is the passages'
+            # "differential-drive" mistyped, while "micro-ROS" is not the "macro" and "ROS" the book uses
+            # apart. A joined word not in the passages is the language's own when each part the book never
+            # uses is.
+            if set(meant) & passage_words:
+                return True
+            own_word = all(is_word(part) for part in word.split("-") if part and set(terms(part)) & never)
+        else:
+            own_word = is_word(word)
+        if not own_word:
+            return True
         corrected = np.array(embeddings.embed_documents([rewritten((word,), spelling) for spelling in meant]))
         return float((corrected @ best_unit_vector).max()) - closeness >= TYPO_GAIN
 
-    for group in candidates:
-        if not holds(group):
+    def weighs(group: tuple[str, ...]) -> bool:
+        return 1.0 - float(without([group])[0] @ question_vector) >= MISSING_WORD_WEIGHT
+
+    for group, test in [*((group, holds) for group in candidates), *([(unmatched, weighs)] if unmatched else [])]:
+        if not test(group):
             continue
         typed_wrong = {word for word in group if mistyped(word)}
         if not typed_wrong:
             return True
         kept = tuple(word for word in group if word not in typed_wrong)
-        if kept and holds(kept):
+        if kept and test(kept):
             return True
     return False
+
+
+def _unmatched(
+    question: str,
+    words: list[str],
+    spans: dict[str, list[tuple[int, int]]],
+    terms: Callable[[str], list[str]],
+    word_vectors: Callable[[str], tuple[list[tuple[int, int]], Any, Any]],
+    passage_texts: list[str],
+) -> tuple[str, ...]:
+    """Which of `words` (found at `spans` in the question) no word piece of the passages comes within
+    UNMATCHED_BELOW of, read in context. A word the model cuts in parts ("micro-ROS") is unmatched when
+    one of its parts with a meaning of its own is."""
+    if not passage_texts:
+        return tuple(words)
+    found, vectors, _ = word_vectors(question)
+    pieces = np.vstack([word_vectors(text)[2] for text in passage_texts])
+    closest = (vectors @ pieces.T).max(axis=1) if len(vectors) else np.array([])
+    unmatched = []
+    for word in words:
+        parts = [
+            float(closest[i])
+            for i, (start, end) in enumerate(found)
+            if any(begin <= start and end <= stop for begin, stop in spans[word])
+            and any(len(t) >= MIN_TERM_CHARS for t in terms(question[start:end]))
+        ]
+        if parts and min(parts) < UNMATCHED_BELOW:
+            unmatched.append(word)
+    return tuple(unmatched)
 
 
 def _decline(passages: list[dict[str, Any]]) -> str:
@@ -525,6 +616,12 @@ class OfflineChatModel(BaseChatModel):
     is_word: Callable[[str], bool] | None = None
     """Whether a word is one of the language's own (a reader's "tyre" may mean "tyre", not the book's
     "type"). None: every word one letter from the book's is read as its typo."""
+    zipf: Callable[[str], float] | None = None
+    """How common a word is in English (Zipf frequency): a rare word the book never uses names what the question
+    is about. None: only the other two tests of `_rests_on_missing_word` are made."""
+    word_vectors: Callable[[str], tuple[list[tuple[int, int]], Any, Any]] | None = None
+    """A text's words in context (`MiniLMEmbeddings.word_vectors`): whether a word of the question is in the
+    passages in other words."""
     model_name: str = OFFLINE_MODEL_NAME
     _remembered: _RememberedVectors = PrivateAttr()
 
@@ -556,6 +653,8 @@ class OfflineChatModel(BaseChatModel):
             unused=self.unused,
             spellings=self.spellings,
             is_word=self.is_word,
+            zipf=self.zipf,
+            word_vectors=self.word_vectors,
         )
         return f"{answer}\n\n{OFFLINE_LABEL}"
 

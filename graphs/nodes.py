@@ -15,6 +15,7 @@ from langchain_core.tools import BaseTool
 from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
+from wordfreq import zipf_frequency
 
 from booktutor.agents.models import answer_model, model_name, rewriter, translator
 from booktutor.agents.offline import OfflineChatModel
@@ -181,6 +182,8 @@ def offline_answer_model(index: BookIndex | None = None) -> OfflineChatModel:
         unused=index.unused_terms,
         spellings=index.spellings,
         is_word=vocabulary_words().__contains__,
+        zipf=partial(zipf_frequency, lang="en"),
+        word_vectors=offline_embeddings().word_vectors,
     )
 
 

@@ -83,6 +83,28 @@ class MiniLMEmbeddings(Embeddings):
         pooled = hidden[0].mean(axis=0)
         return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
 
+    def word_vectors(self, text: str) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+        """Where each word of `text` is (start and end offsets; "micro-ROS" is three), its vector in context (the mean of its word pieces',
+        unit length), and the unit vector of every word piece, in one onnxruntime run: what a word of a
+        question is matched against in a passage, where a sentence vector says only what the whole is about."""
+        encoding = self._tokenizer.encode(text)
+        ids = np.array([encoding.ids], dtype=np.int64)
+        (hidden,) = self._session.run(
+            ["last_hidden_state"],
+            {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)},
+        )
+        pieces = hidden[0] / np.maximum(np.linalg.norm(hidden[0], axis=1, keepdims=True), 1e-12)
+        positions: dict[int, list[int]] = {}
+        for position, word in enumerate(encoding.word_ids):
+            if word is not None:  # [CLS] and [SEP] are no word's
+                positions.setdefault(word, []).append(position)
+        spans, vectors = [], []
+        for found in positions.values():
+            spans.append((encoding.offsets[found[0]][0], encoding.offsets[found[-1]][1]))
+            vector = pieces[found].mean(axis=0)
+            vectors.append(vector / max(float(np.linalg.norm(vector)), 1e-12))
+        return spans, np.array(vectors).reshape(len(vectors), -1), pieces
+
     def _workers_pool(self) -> ThreadPoolExecutor:
         with self._pool_lock:
             if self._pool is None:

@@ -366,9 +366,11 @@ class BookIndex:
             return []
         word = word.lower()
         own = set(terms(word))
-        spelt = {spelling: set(terms(spelling)) - own for spelling in _one_letter_away(word) - {word}}
+        # Every term of a spelling must be the book's: "micro-qos" changes the "ros" of "micro-ROS" into a
+        # term the book uses, but its "micro" is still one the book never does.
+        spelt = {spelling: set(terms(spelling)) for spelling in _one_letter_away(word) - {word}}
         used = self._used_terms(sorted(set().union(*spelt.values())))
-        return sorted(spelling for spelling, found in spelt.items() if found and found <= used)
+        return sorted(spelling for spelling, found in spelt.items() if found - own and found <= used)
 
     def _used_terms(self, wanted: list[str]) -> set[str]:
         """Which of `wanted` some chunk contains, found by halving: a group none of whose terms the book

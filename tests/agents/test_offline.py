@@ -221,6 +221,36 @@ def test_a_question_resting_on_words_the_book_never_uses_is_declined(monkeypatch
     assert cited(model.invoke(surgical).content) == {1}
 
 
+def test_a_question_naming_a_rare_thing_nothing_in_the_passages_says_is_declined(monkeypatch):
+    from functools import partial
+
+    from wordfreq import zipf_frequency
+
+    from booktutor.agents import offline
+
+    book = set(terms(" ".join(f"{p['title']} {p['heading']} {p['text']}" for p in PASSAGES)))
+    unaware = OfflineChatModel(
+        embeddings=offline_embeddings(), terms=terms, blocks=blocks, unused=lambda found: set(found) - book,
+        is_word=vocabulary_words().__contains__,
+    )
+    model = unaware.model_copy(
+        update={"zipf": partial(zipf_frequency, lang="en"), "word_vectors": offline_embeddings().word_vectors}
+    )
+    # "launch", twice, outweighs "Kotlin", so the other tests let it through; but Kotlin is a rare word the
+    # book never uses, and no word of the passages means anything like it.
+    kotlin = answer_messages(question="Does the ros2 launch command run launch files written in Kotlin?", passages=PASSAGES)
+    assert cited(unaware.invoke(kotlin).content) == {3}
+    assert body_of(model.invoke(kotlin).content).startswith("The book does not seem to cover this.")
+    # "broadcast" is as rare and the book never uses it either, but it says what the topic passage says.
+    broadcast = answer_messages(question="How do I broadcast messages to all the receivers of a topic?", passages=PASSAGES)
+    assert cited(model.invoke(broadcast).content) == {1}
+    monkeypatch.setattr(offline, "UNMATCHED_BELOW", 1.0)  # as if no word of the passages came close to it
+    assert body_of(model.invoke(broadcast).content).startswith("The book does not seem to cover this.")
+    monkeypatch.setattr(offline, "RARE_BELOW", 2.0)  # "Kotlin" (2.1) and "broadcast" (4.4) as everyday words
+    assert cited(model.invoke(broadcast).content) == {1}
+    assert cited(model.invoke(kotlin).content) == {3}
+
+
 def test_invoke_answers_the_final_question_after_history(model):
     history = [HumanMessage("What is a topic?"), AIMessage("A topic is a named bus [1].")]
     messages = answer_messages(

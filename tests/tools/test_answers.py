@@ -28,12 +28,14 @@ KEY_TERMS = 0.50
 HALF_OR_MORE = 0.60
 ANSWERABLE_DECLINED = 0.05
 OFF_TOPIC_DECLINED = 0.90
+NOT_COVERED_DECLINED = 0.90
 # Questions near the book's subject that it does not answer ("kind": "uncovered": drones, exoskeletons,
 # Rust, a PS4 gamepad, in a book on humanoids) come as close to the book as learners' own paraphrases of
-# what it does answer. The dev set's first twelve are declined but for one; the twelve written after the
-# astronomy book's first run showed the failure, 7 of 12: 18 of 24, short of the 90 % target. A regression
-# guard at that: it fails at 17.
-DEV_UNCOVERED_DECLINED = 0.75
+# what it does answer. The dev set's first twelve are declined but for one; of the twelve written after the
+# astronomy book's first run showed the failure, 7 were at first, 10 once rare words nothing in the passages
+# says counted (the drone in gusts, Rust, micro-ROS on a Pico): 21 of 24, and with the 15 off-topic ones 36
+# of 39, over the 90 % target. A regression guard at 21: it fails at 20.
+DEV_UNCOVERED_DECLINED = 0.85
 # The dev set's ten questions whose answer sits on two pages ("…, and what does Isaac ROS need on top?"):
 # 23 % of their key terms were found when a two-part question was answered whole, 30 % with each part's
 # own best unit quoted too. A regression guard at that.
@@ -42,14 +44,21 @@ DEV_MULTI_PAGE_KEY_TERMS = 0.30
 # holding half their key terms, off-topic questions declined, and off-topic and uncovered questions
 # together declined. The physical-AI pages: 11 of 16, 4 of 4, 4 of 5 (a circuit-board question finds
 # "Actuators"). The sample book: 19 of 21 (18 with an earlier day's packages; the guard keeps 18),
-# 4 of 4, 6 of 6. The astronomy book: 20 of 24 (19 before two-part questions got a unit per part), 6 of 6, 8 of 14: six of its eight uncovered questions
-# (photographing the Moon through the eyepiece, a roll-off roof observatory, grinding a mirror, the
-# northern lights, …) share the book's words and get a quote.
+# 4 of 4, 6 of 6. The astronomy book: 20 of 24 (19 before two-part questions got a unit per part), 6 of 6,
+# 9 of 14 (8 before rare words nothing in the passages says counted: parallax): five of its eight uncovered
+# questions (photographing the Moon through the eyepiece, a roll-off roof observatory, grinding a mirror,
+# the northern lights, …) share the book's words and get a quote.
 UNSEEN_GUARDS = {
     "book": {"half_or_more": 0.68, "off_topic_declined": 1.0, "not_covered_declined": 0.80},
     "sample": {"half_or_more": 0.85, "off_topic_declined": 1.0, "not_covered_declined": 1.0},
-    "astronomy": {"half_or_more": 0.83, "off_topic_declined": 1.0, "not_covered_declined": 0.57},
+    "astronomy": {"half_or_more": 0.83, "off_topic_declined": 1.0, "not_covered_declined": 0.64},
 }
+
+
+def not_covered_declined(answers) -> float:
+    """The share of off-topic and uncovered questions declined, together."""
+    declined = answers["off_topic"] * answers["off_topic_declined"] + answers["uncovered"] * answers["uncovered_declined"]
+    return declined / (answers["off_topic"] + answers["uncovered"])
 
 
 def answerer(index):
@@ -66,6 +75,7 @@ async def test_dev_answers_meet_the_targets(book_index):
     assert answers["answerable_declined"] <= ANSWERABLE_DECLINED, report["answer_misses"]
     assert answers["off_topic_declined"] >= OFF_TOPIC_DECLINED, report["answer_misses"]
     assert answers["uncovered_declined"] >= DEV_UNCOVERED_DECLINED, report["answer_misses"]
+    assert not_covered_declined(answers) >= NOT_COVERED_DECLINED, report["answer_misses"]
     assert report["answers_by_kind"]["multi_page"]["key_terms"] >= DEV_MULTI_PAGE_KEY_TERMS, report["answer_misses"]
     assert report["overall"]["recall"] >= 0.95 and report["overall"]["mrr"] >= 0.85
 
@@ -81,9 +91,7 @@ async def test_unseen_sets_hold_up(unseen, request):
     assert answers["half_or_more"] >= guard["half_or_more"], report["answer_misses"]
     assert answers["answerable_declined"] <= ANSWERABLE_DECLINED, report["answer_misses"]
     assert answers["off_topic_declined"] >= guard["off_topic_declined"], report["answer_misses"]
-    declined = answers["off_topic"] * answers["off_topic_declined"] + answers["uncovered"] * answers["uncovered_declined"]
-    not_covered = answers["off_topic"] + answers["uncovered"]
-    assert declined / not_covered >= guard["not_covered_declined"], report["answer_misses"]
+    assert not_covered_declined(answers) >= guard["not_covered_declined"], report["answer_misses"]
     # Retrieval carries over: within 0.05 of the dev gate's figures.
     assert report["overall"]["recall"] >= 0.95 - 0.05 and report["overall"]["mrr"] >= 0.85 - 0.05, report["misses"]
 

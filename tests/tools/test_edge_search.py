@@ -178,6 +178,8 @@ def test_both_paths_know_which_words_the_book_never_uses(book_index, reference):
         spellings = book_index.spellings(word)
         assert spellings == reference.spellings(word), word
         assert (meant in spellings) if meant else spellings == [], (word, spellings)
+    # A spelling is the book's only when all of it is: "micro-qos" has the book's "qos" but not its "micro".
+    assert "micro-qos" not in book_index.spellings("micro-ROS")
 
 
 def test_the_local_index_does_not_import_qdrant_client(tmp_path):
