@@ -99,6 +99,11 @@ MAX_PARTS_ANSWER_CHARS = 2400
 """A question in parts may get one more unit per part, up to this many characters in all."""
 
 
+WordVectors = Callable[[list[str]], list[tuple[list[tuple[int, int]], Any, Any]]]
+"""Texts -> for each, where its words are, their vectors in context and its word pieces' vectors
+(`tools.embeddings.MiniLMEmbeddings.word_vectors`)."""
+
+
 @dataclass
 class _Unit:
     """One quotable piece of a passage: a paragraph, a list, a table (with its rows) or a code block."""
@@ -226,7 +231,7 @@ def extractive_answer(
     spellings: Callable[[str], list[str]] | None = None,
     is_word: Callable[[str], bool] | None = None,
     zipf: Callable[[str], float] | None = None,
-    word_vectors: Callable[[str], tuple[list[tuple[int, int]], Any, Any]] | None = None,
+    word_vectors: WordVectors | None = None,
 ) -> str:
     """Quote the paragraph, list, table rows or code block of the passages that best answers the question,
     whole and cited, or decline when nothing there is close to it (see `OfflineChatModel` for `embeddings`,
@@ -388,7 +393,7 @@ def _rests_on_missing_word(
     spellings: Callable[[str], list[str]] | None = None,
     is_word: Callable[[str], bool] | None = None,
     zipf: Callable[[str], float] | None = None,
-    word_vectors: Callable[[str], tuple[list[tuple[int, int]], Any, Any]] | None = None,
+    word_vectors: WordVectors | None = None,
     passage_texts: list[str] | None = None,
 ) -> bool:
     """Whether the question is about something the book never names: what carries most of its meaning is
@@ -468,21 +473,7 @@ def _rests_on_missing_word(
     def book_spellings(word: str) -> list[str]:
         return spellings(word) if spellings is not None and word in unnamed else []
 
-    # A word English does not know at all (Zipf 0) is as often the reader's typo of an everyday word ("exra")
-    # as a name, and neither is told from the other here: only words the language has count. Nor does a word
-    # one letter from a word of the passages: asking how the planner would "sore" grasps, the reader mistyped
-    # the "score" in front of them (the other two candidates ask more of such a word: see `mistyped`).
-    rare = tuple(
-        word for word in unnamed
-        if zipf is not None and 0 < zipf(word) < RARE_BELOW and not set(book_spellings(word)) & passage_words
-    )
-    unmatched: tuple[str, ...] = ()
-    # Reading the passages word by word takes a model run per passage: only for rare words that, taken out
-    # together, weigh enough to decline the question.
-    if rare and word_vectors is not None and 1.0 - float(without([rare])[0] @ question_vector) >= MISSING_WORD_WEIGHT:
-        unmatched = _unmatched(question, rare, spans, terms, word_vectors, passage_texts or [])
-
-    @functools.cache  # a word of both candidates is looked up (and its spellings embedded) once
+    @functools.cache  # a word of several candidates is weighed as a typo (its spellings embedded) once
     def mistyped(word: str) -> bool:
         """Whether the reader meant one of the book's words and typed `word`."""
         meant = book_spellings(word)
@@ -503,19 +494,33 @@ def _rests_on_missing_word(
         corrected = np.array(embeddings.embed_documents([rewritten((word,), spelling) for spelling in meant]))
         return float((corrected @ best_unit_vector).max()) - closeness >= TYPO_GAIN
 
+    def declines(group: tuple[str, ...], test: Callable[[tuple[str, ...]], bool]) -> bool:
+        """Whether `group` passes `test`, read without the words the reader only mistyped."""
+        if not test(group):
+            return False
+        typed_wrong = {word for word in group if mistyped(word)}
+        kept = tuple(word for word in group if word not in typed_wrong)
+        return not typed_wrong or bool(kept) and test(kept)
+
+    if any(declines(group, holds) for group in candidates):
+        return True
+
+    # A word English does not know at all (Zipf 0) is as often the reader's typo of an everyday word ("exra")
+    # as a name, and neither is told from the other here: only words the language has count. Nor does a word
+    # one letter from a word of the passages: asking how the planner would "sore" grasps, the reader mistyped
+    # the "score" in front of them (the other two candidates ask more of such a word: see `mistyped`).
+    rare = tuple(word for word in unnamed if zipf is not None and 0 < zipf(word) < RARE_BELOW)
+
     def weighs(group: tuple[str, ...]) -> bool:
         return 1.0 - float(without([group])[0] @ question_vector) >= MISSING_WORD_WEIGHT
 
-    for group, test in [*((group, holds) for group in candidates), *([(unmatched, weighs)] if unmatched else [])]:
-        if not test(group):
-            continue
-        typed_wrong = {word for word in group if mistyped(word)}
-        if not typed_wrong:
-            return True
-        kept = tuple(word for word in group if word not in typed_wrong)
-        if kept and test(kept):
-            return True
-    return False
+    # Reading the passages word by word takes a model run per passage, and a word's spellings a few dozen
+    # lookups: only for rare words that, taken out together, weigh enough to decline the question.
+    if not rare or word_vectors is None or not weighs(rare):
+        return False
+    rare = tuple(word for word in rare if not set(book_spellings(word)) & passage_words)
+    unmatched = _unmatched(question, rare, spans, terms, word_vectors, passage_texts or []) if rare else ()
+    return bool(unmatched) and declines(unmatched, weighs)
 
 
 def _unmatched(
@@ -523,7 +528,7 @@ def _unmatched(
     words: list[str],
     spans: dict[str, list[tuple[int, int]]],
     terms: Callable[[str], list[str]],
-    word_vectors: Callable[[str], tuple[list[tuple[int, int]], Any, Any]],
+    word_vectors: WordVectors,
     passage_texts: list[str],
 ) -> tuple[str, ...]:
     """Which of `words` (found at `spans` in the question) no word piece of the passages comes within
@@ -531,8 +536,8 @@ def _unmatched(
     one of its parts with a meaning of its own is."""
     if not passage_texts:
         return tuple(words)
-    found, vectors, _ = word_vectors(question)
-    pieces = np.vstack([word_vectors(text)[2] for text in passage_texts])
+    (found, vectors, _), *read = word_vectors([question, *passage_texts])
+    pieces = np.vstack([text_pieces for _, _, text_pieces in read])
     closest = (vectors @ pieces.T).max(axis=1) if len(vectors) else np.array([])
     unmatched = []
     for word in words:
@@ -619,8 +624,8 @@ class OfflineChatModel(BaseChatModel):
     zipf: Callable[[str], float] | None = None
     """How common a word is in English (Zipf frequency): a rare word the book never uses names what the question
     is about. None: only the other two tests of `_rests_on_missing_word` are made."""
-    word_vectors: Callable[[str], tuple[list[tuple[int, int]], Any, Any]] | None = None
-    """A text's words in context (`MiniLMEmbeddings.word_vectors`): whether a word of the question is in the
+    word_vectors: WordVectors | None = None
+    """Texts' words in context (`MiniLMEmbeddings.word_vectors`): whether a word of the question is in the
     passages in other words."""
     model_name: str = OFFLINE_MODEL_NAME
     _remembered: _RememberedVectors = PrivateAttr()

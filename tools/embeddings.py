@@ -83,7 +83,13 @@ class MiniLMEmbeddings(Embeddings):
         pooled = hidden[0].mean(axis=0)
         return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
 
-    def word_vectors(self, text: str) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+    def word_vectors(self, texts: list[str]) -> list[tuple[list[tuple[int, int]], np.ndarray, np.ndarray]]:
+        """`_word_vectors` of each text, spread over the workers as documents are."""
+        if len(texts) <= 1 or self._workers == 1:
+            return [self._word_vectors(text) for text in texts]
+        return list(self._workers_pool().map(self._word_vectors, texts))
+
+    def _word_vectors(self, text: str) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
         """Where each word of `text` is (start and end offsets; "micro-ROS" is three), its vector in context (the mean of its word pieces',
         unit length), and the unit vector of every word piece, in one onnxruntime run: what a word of a
         question is matched against in a passage, where a sentence vector says only what the whole is about."""

@@ -57,16 +57,18 @@ def test_similar_texts_are_closer_than_unrelated_ones(embeddings):
 
 def test_a_words_vector_in_context_is_close_to_its_word_in_a_text_about_it(embeddings):
     question = "How does a micro-ROS node publish?"
-    spans, words, pieces = embeddings.word_vectors(question)
+    (spans, words, pieces), (_, _, passage), (_, _, unrelated) = embeddings.word_vectors(
+        [question, "Publishers send messages to a topic and every subscriber receives them.", "Bake the cake for forty minutes and let it cool."]
+    )
     assert [question[start:end] for start, end in spans] == ["How", "does", "a", "micro", "-", "ROS", "node", "publish", "?"]
     assert words.shape == (len(spans), DIMENSIONS) and pieces.shape[1] == DIMENSIONS
     assert np.allclose(np.linalg.norm(words, axis=1), 1, atol=1e-5)
     # A word may be cut in several pieces; [CLS] and [SEP] are pieces too, but no word's.
     assert len(pieces) > len(spans) + 2
-    _, _, passage = embeddings.word_vectors("Publishers send messages to a topic and every subscriber receives them.")
-    _, _, unrelated = embeddings.word_vectors("Bake the cake for forty minutes and let it cool.")
     publish = words[7]
     assert float((passage @ publish).max()) > float((unrelated @ publish).max()) + 0.3
+    # One text at a time, or several spread over the workers: the same vectors.
+    assert np.array_equal(MiniLMEmbeddings(workers=1).word_vectors([question])[0][1], words)
 
 
 def test_vectors_agree_with_the_model_the_shipped_one_was_derived_from(embeddings):
