@@ -65,16 +65,16 @@ out. A question the book does not cover is about something the book never names 
 "hogs", "slick": no missing word of an answerable dev question weighs more than 0.09), and those it
 misses together, which can weigh up to 0.37 ("hogs", "busy", "side", "handlers"), bring its passage closer."""
 RARE_BELOW = 4.5
-"""A word rarer than this in English (Zipf frequency: 4.5 is about 30 uses in a million words; "gusts" 3.1,
-"parallax" 2.9, "wobbling" 2.6, against "side" 5.5 and "busy" 4.8) names a thing. A question the book does not
+"""A word rarer than this in English (Zipf frequency: 4.5 is about 30 uses in a million words; "quadcopter"
+2.4, "gusts" 3.1, "Rust" 3.7, against "side" 5.5 and "busy" 4.8) names a thing. A question the book does not
 cover names things the book never does; a learner's paraphrase adds everyday words ("tell", "side",
-"everything") that the book never uses either."""
+"everything") that the book never uses either. Chosen on the dev set: 4.0 leaves out the drone (4.0)."""
 UNMATCHED_BELOW = 0.40
 """A word of the question that no word piece of the passages comes this close to in context (cosine of
-MiniLM's token vectors) is nowhere in them, even in other words: "parallax" finds at most 0.32, "Rust"
-0.37, where a learner's "fogs" finds the book's dew at 0.50 and "jumpy" its noise at 0.49. Chosen on the
-dev set: at 0.45, the "hogs" and "handlers" of a paraphrase would be unmatched too, and together weigh
-enough to decline it."""
+MiniLM's token vectors) is nowhere in them, even in other words: in the dev questions, "Rust" finds at
+most 0.37 and the "micro" of micro-ROS 0.22, where a learner's "grippy" finds 0.49 and "startable" 0.43.
+Chosen on the dev set (docs/answers.md): at 0.50 a paraphrase is declined (a "slick" floor the robot's
+feet "slide" on), at 0.45 none; 0.40 keeps a step from it."""
 MIN_TERM_CHARS = 3
 """Shorter analyzer terms (the "s" of "robot's", "e.g.") say nothing about what a question is about."""
 SECOND_UNIT = 0.85
@@ -235,8 +235,8 @@ def extractive_answer(
 ) -> str:
     """Quote the paragraph, list, table rows or code block of the passages that best answers the question,
     whole and cited, or decline when nothing there is close to it (see `OfflineChatModel` for `embeddings`,
-    `terms`, `blocks`, `unused`, `spellings`, `is_word`, `zipf` and `word_vectors`; `history` holds the reader's earlier questions,
-    oldest first)."""
+    `terms`, `blocks`, `unused`, `spellings`, `is_word`, `zipf` and `word_vectors`; `history` holds the
+    reader's earlier questions, oldest first)."""
     question = context["question"]
     passages = context["passages"]
     selection = context.get("selection")
@@ -415,8 +415,8 @@ def _rests_on_missing_word(
     word of the passages comes close to in context (`word_vectors`, UNMATCHED_BELOW), taken out together. A
     learner's own word for what the passages say has a match in them, so closeness to the best unit is not
     asked; and a question can rest on two things ("a ROS 2 node in Rust") of which only one is the book's,
-    so outweighing is not asked either. It costs one model run for the question and one per passage, and
-    only for a question with such a word."""
+    so outweighing is not asked either. It is made only when the other two let the question through, and
+    costs one model run for the question and one per passage only when its rare words weigh enough."""
     spans: dict[str, list[tuple[int, int]]] = {}
     word_terms: dict[str, set[str]] = {}
     for match in _WORD.finditer(question):

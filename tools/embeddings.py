@@ -90,9 +90,10 @@ class MiniLMEmbeddings(Embeddings):
         return list(self._workers_pool().map(self._word_vectors, texts))
 
     def _word_vectors(self, text: str) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
-        """Where each word of `text` is (start and end offsets; "micro-ROS" is three), its vector in context (the mean of its word pieces',
-        unit length), and the unit vector of every word piece, in one onnxruntime run: what a word of a
-        question is matched against in a passage, where a sentence vector says only what the whole is about."""
+        """Where each word of `text` is (start and end offsets; "micro-ROS" is three words), its vector in
+        context (the mean of its word pieces', unit length), and the unit vector of every word piece, in one
+        onnxruntime run: what a word of a question is matched against in a passage, where a sentence vector
+        says only what the whole is about."""
         encoding = self._tokenizer.encode(text)
         ids = np.array([encoding.ids], dtype=np.int64)
         (hidden,) = self._session.run(
