@@ -20,6 +20,7 @@ UNSEEN = {
     "sample": (REPO / "eval" / "unseen-sample-book.jsonl", "sample_book_index"),
     "astronomy": (REPO / "eval" / "unseen-backyard-astronomy.jsonl", "astronomy_book_index"),
     "sample, second set": (REPO / "eval" / "unseen-sample-book-2.jsonl", "sample_book_index"),
+    "astronomy, second set": (REPO / "eval" / "unseen-backyard-astronomy-2.jsonl", "astronomy_book_index"),
 }
 
 # Targets: key terms of the reference found >= 50 % on average, >= 60 % of answers hold half of theirs;
@@ -49,17 +50,22 @@ DEV_MULTI_PAGE_KEY_TERMS = 0.30
 # 9 of 14 (8 before rare words nothing in the passages says counted: parallax): five of its eight uncovered
 # questions (photographing the Moon through the eyepiece, a roll-off roof observatory, grinding a mirror,
 # the northern lights, …) share the book's words and get a quote.
-# The sample book's second set was written on 2026-11-28 and run once, to check the rare-word test on
-# questions nobody had looked at: 5 of 8 answers hold half, no off-topic questions, 4 of its 10 uncovered
-# ones declined, with the rare-word test or without. It is also where the other tests show their limit: 2
-# of its 8 answerable questions are declined, over the 5 % target, for a learner's word the book never
-# uses ("ping" for its echo, "joystick" for teleoperation) that moves the question away from its passage.
+# The second sets of the sample and astronomy books were written on 2026-11-28 and run once, to check the
+# rare-word test on questions nobody had looked at. The sample book's: 5 of 8 answers hold half, no
+# off-topic questions, 4 of its 10 uncovered ones declined, with the rare-word test or without. The
+# astronomy book's: 6 of 8, 5 of 8 uncovered declined (4 without the test). They are also where the other
+# tests show their limit: 2 of 8 and 1 of 8 answerable questions are declined, over the 5 % target, for a
+# learner's word the book never uses ("ping" for its echo, "joystick" for teleoperation, "plane" for its
+# aircraft) that moves the question away from its passage.
 UNSEEN_GUARDS = {
     "book": {"half_or_more": 0.68, "off_topic_declined": 1.0, "not_covered_declined": 0.80},
     "sample": {"half_or_more": 0.85, "off_topic_declined": 1.0, "not_covered_declined": 1.0},
     "astronomy": {"half_or_more": 0.83, "off_topic_declined": 1.0, "not_covered_declined": 0.64},
     "sample, second set": {
         "half_or_more": 0.62, "off_topic_declined": None, "not_covered_declined": 0.40, "answerable_declined": 0.25
+    },
+    "astronomy, second set": {
+        "half_or_more": 0.75, "off_topic_declined": None, "not_covered_declined": 0.62, "answerable_declined": 0.125
     },
 }
 
