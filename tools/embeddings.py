@@ -13,7 +13,7 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -72,35 +72,34 @@ class MiniLMEmbeddings(Embeddings):
                 self._loaded = ort.InferenceSession(str(self._model_path), options, providers=["CPUExecutionProvider"])
             return self._loaded
 
-    def _embed(self, text: str) -> np.ndarray:
-        """The unit vector of one text, in one onnxruntime run."""
+    def _hidden(self, text: str) -> tuple[Any, np.ndarray]:
+        """`text`'s word pieces (the tokenizer's encoding) and the model's last hidden state for each, in
+        one onnxruntime run."""
+        encoding = self._tokenizer.encode(text)
+        ids = np.array([encoding.ids], dtype=np.int64)
         # onnxruntime sessions are safe to call from several threads at once.
-        ids = np.array([self._tokenizer.encode(text).ids], dtype=np.int64)
         (hidden,) = self._session.run(
             ["last_hidden_state"],
             {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)},
         )
-        pooled = hidden[0].mean(axis=0)
+        return encoding, hidden[0]
+
+    def _embed(self, text: str) -> np.ndarray:
+        """The unit vector of one text, in one onnxruntime run."""
+        pooled = self._hidden(text)[1].mean(axis=0)
         return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
 
     def word_vectors(self, texts: list[str]) -> list[tuple[list[tuple[int, int]], np.ndarray, np.ndarray]]:
         """`_word_vectors` of each text, spread over the workers as documents are."""
-        if len(texts) <= 1 or self._workers == 1:
-            return [self._word_vectors(text) for text in texts]
-        return list(self._workers_pool().map(self._word_vectors, texts))
+        return list(self._each(self._word_vectors, texts))
 
     def _word_vectors(self, text: str) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
         """Where each word of `text` is (start and end offsets; "micro-ROS" is three words), its vector in
         context (the mean of its word pieces', unit length), and the unit vector of every word piece, in one
         onnxruntime run: what a word of a question is matched against in a passage, where a sentence vector
         says only what the whole is about."""
-        encoding = self._tokenizer.encode(text)
-        ids = np.array([encoding.ids], dtype=np.int64)
-        (hidden,) = self._session.run(
-            ["last_hidden_state"],
-            {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)},
-        )
-        pieces = hidden[0] / np.maximum(np.linalg.norm(hidden[0], axis=1, keepdims=True), 1e-12)
+        encoding, hidden = self._hidden(text)
+        pieces = hidden / np.maximum(np.linalg.norm(hidden, axis=1, keepdims=True), 1e-12)
         positions: dict[int, list[int]] = {}
         for position, word in enumerate(encoding.word_ids):
             if word is not None:  # [CLS] and [SEP] are no word's
@@ -112,6 +111,14 @@ class MiniLMEmbeddings(Embeddings):
             vectors.append(vector / max(float(np.linalg.norm(vector)), 1e-12))
         return spans, np.array(vectors).reshape(len(vectors), -1), pieces
 
+    def _each(self, function: Callable[[str], Any], texts: list[str]) -> Iterable[Any]:
+        """`function` of each text, in order: on this thread for one text (or one worker), else spread over
+        the workers. One text at a time through the tokenizer too: its batch call starts a thread pool of
+        its own, which warns and falls back to one thread once the process forks."""
+        if len(texts) <= 1 or self._workers == 1:
+            return map(function, texts)
+        return self._workers_pool().map(function, texts)
+
     def _workers_pool(self) -> ThreadPoolExecutor:
         with self._pool_lock:
             if self._pool is None:
@@ -119,13 +126,7 @@ class MiniLMEmbeddings(Embeddings):
             return self._pool
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        if len(texts) <= 1 or self._workers == 1:
-            vectors = map(self._embed, texts)
-        else:
-            # One text at a time through the tokenizer too: its batch call starts a thread pool of
-            # its own, which warns and falls back to one thread once the process forks.
-            vectors = self._workers_pool().map(self._embed, texts)
-        return [vector.tolist() for vector in vectors]
+        return [vector.tolist() for vector in self._each(self._embed, texts)]
 
     def embed_query(self, text: str) -> list[float]:
         """The vector of a question, embedded once however many ask for it.
