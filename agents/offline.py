@@ -69,6 +69,10 @@ RARE_BELOW = 4.5
 2.4, "gusts" 3.1, "Rust" 3.7, against "side" 5.5 and "busy" 4.8) names a thing. A question the book does not
 cover names things the book never does; a learner's paraphrase adds everyday words ("tell", "side",
 "everything") that the book never uses either. Chosen on the dev set: 4.0 leaves out the drone (4.0)."""
+OWN_WORD_ZIPF = 3.0
+"""A word this common in English (Zipf 3: once in a million words) is a word of its own, not a misspelling,
+even when the model's vocabulary cuts it in pieces ("sag" 3.2, "thingy" 3.2); misspellings are rarer
+("simlation" 0, "recieve" 2.8), save a few of the commonest ("teh" 3.0), which TYPO_GAIN still reads as typos."""
 UNMATCHED_BELOW = 0.40
 """A word of the question that no word piece of the passages comes this close to in context (cosine of
 MiniLM's token vectors) is nowhere in them, even in other words: in the dev questions, "Rust" finds at
@@ -473,11 +477,24 @@ def _rests_on_missing_word(
     def book_spellings(word: str) -> list[str]:
         return spellings(word) if spellings is not None and word in unnamed else []
 
+    def dropped_letter(word: str) -> bool:
+        """Whether `word` is a word of the passages, in front of the reader, with a letter left out ("nod" for
+        "node", "sore" for "score"): the commonest slip, and one that often makes another word."""
+        return any(len(spelling) == len(word) + 1 for spelling in set(book_spellings(word)) & passage_words)
+
+    def own(word: str) -> bool:
+        """Whether `word` is a word of the language, not a misspelling: one the model's vocabulary holds whole
+        ("tyre", "lunch"), or one English uses as often as OWN_WORD_ZIPF ("sag", which the vocabulary cuts in
+        pieces) that is not a word of the passages with a letter dropped ("nod")."""
+        if is_word is not None and is_word(word):
+            return True
+        return zipf is not None and zipf(word) >= OWN_WORD_ZIPF and not dropped_letter(word)
+
     @functools.cache  # a word of several candidates is weighed as a typo (its spellings embedded) once
     def mistyped(word: str) -> bool:
         """Whether the reader meant one of the book's words and typed `word`."""
         meant = book_spellings(word)
-        if not meant or is_word is None:
+        if not meant or is_word is None and zipf is None:
             return bool(meant)
         if "-" in word:
             # The index knows terms, not the words joined from them: "differential-dive" is the passages'
@@ -486,9 +503,9 @@ def _rests_on_missing_word(
             # uses is.
             if set(meant) & passage_words:
                 return True
-            own_word = all(is_word(part) for part in word.split("-") if part and set(terms(part)) & never)
+            own_word = all(own(part) for part in word.split("-") if part and set(terms(part)) & never)
         else:
-            own_word = is_word(word)
+            own_word = own(word)
         if not own_word:
             return True
         corrected = np.array(embeddings.embed_documents([rewritten((word,), spelling) for spelling in meant]))
@@ -506,9 +523,9 @@ def _rests_on_missing_word(
         return True
 
     # A word English does not know at all (Zipf 0) is as often the reader's typo of an everyday word ("exra")
-    # as a name, and neither is told from the other here: only words the language has count. Nor does a word
-    # one letter from a word of the passages: asking how the planner would "sore" grasps, the reader mistyped
-    # the "score" in front of them (the other two candidates ask more of such a word: see `mistyped`).
+    # as a name, and neither is told from the other here: only words the language has count. A word one
+    # letter short of a word of the passages is the reader's slip (see `dropped_letter`), and is left out
+    # before the passages are read.
     rare = tuple(word for word in unnamed if zipf is not None and 0 < zipf(word) < RARE_BELOW)
 
     def weighs(group: tuple[str, ...]) -> bool:
@@ -518,7 +535,7 @@ def _rests_on_missing_word(
     # lookups: only for rare words that, taken out together, weigh enough to decline the question.
     if not rare or word_vectors is None or not weighs(rare):
         return False
-    rare = tuple(word for word in rare if not set(book_spellings(word)) & passage_words)
+    rare = tuple(word for word in rare if not dropped_letter(word))
     unmatched = _unmatched(question, rare, spans, terms, word_vectors, passage_texts or []) if rare else ()
     return bool(unmatched) and declines(unmatched, weighs)
 

@@ -251,6 +251,65 @@ def test_a_question_naming_a_rare_thing_nothing_in_the_passages_says_is_declined
     assert cited(model.invoke(kotlin).content) == {3}
 
 
+BIKE = [
+    {
+        "title": "Bearings and Headset",
+        "heading": "Threadless headsets",
+        "path": "02-wheels/04-headset.md",
+        "text": (
+            "Most bikes made since the late 1990s have a threadless headset: the stem clamps onto the fork's "
+            "steerer tube, and a bolt in the top cap sets how tightly the bearings are squeezed. Tighten the top "
+            "cap a quarter turn at a time until the knock disappears."
+        ),
+    },
+    {
+        "title": "Saddle Height and Reach",
+        "heading": "Mountain bikes",
+        "path": "01-fit/03-reach.md",
+        "text": (
+            "On a mountain bike the wide bar and short stem put the rider in a balanced, slightly crouched "
+            "position, so you can move your weight back over the rear wheel on steep descents."
+        ),
+    },
+    {
+        "title": "Tools to Own",
+        "heading": "On the bike",
+        "path": "01-fit/02-tools.md",
+        "text": "A small saddle bag holds a spare tube, two tyre levers and a multi-tool, so a puncture far from home is a ten-minute job.",
+    },
+]
+
+
+def test_a_word_english_uses_is_not_read_as_a_typo_for_being_out_of_the_models_vocabulary(monkeypatch):
+    from functools import partial
+
+    from wordfreq import zipf_frequency
+
+    from booktutor.agents import offline
+    from booktutor.tools.index import _one_letter_away
+
+    book = set(terms(" ".join(f"{p['title']} {p['heading']} {p['text']}" for p in BIKE)))
+
+    def spellings(word: str) -> list[str]:  # as the index spells a word the book's way
+        return sorted(s for s in _one_letter_away(word) if set(terms(s)) and set(terms(s)) <= book and set(terms(s)) - set(terms(word)))
+
+    model = OfflineChatModel(
+        embeddings=offline_embeddings(), terms=terms, blocks=blocks, unused=lambda found: set(found) - book,
+        spellings=spellings, is_word=vocabulary_words().__contains__, zipf=partial(zipf_frequency, lang="en"),
+        word_vectors=offline_embeddings().word_vectors,
+    )
+    # "sag" is one letter from the book's "bag", and the model's vocabulary cuts it in pieces, as it does a
+    # misspelling; but English uses it (Zipf 3.2), and nothing in the passages is about a fork's sag.
+    assert "sag" not in vocabulary_words() and spellings("sag") == ["bag"]
+    sag = answer_messages(question="How much sag should I set on my mountain bike's suspension fork?", passages=BIKE)
+    assert body_of(model.invoke(sag).content).startswith("The book does not seem to cover this.")
+    # The book's words typed wrong are still the book's.
+    bag = answer_messages(question="What goes in the sadle bag?", passages=BIKE)
+    assert cited(model.invoke(bag).content) == {3}
+    monkeypatch.setattr(offline, "OWN_WORD_ZIPF", 99.0)  # only the vocabulary's whole words as words: "sag" a typo of "bag"
+    assert cited(model.invoke(sag).content) != set()
+
+
 def test_invoke_answers_the_final_question_after_history(model):
     history = [HumanMessage("What is a topic?"), AIMessage("A topic is a named bus [1].")]
     messages = answer_messages(
