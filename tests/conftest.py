@@ -42,6 +42,7 @@ CORPUS = SHARED / "corpus" / "physical-ai-book"
 EVAL_SET = SHARED / "eval" / "dev-questions.jsonl"
 SAMPLE_BOOK = REPO / "examples" / "sample-book"
 ASTRONOMY_BOOK = REPO / "eval" / "books" / "backyard-astronomy"
+BICYCLE_BOOK = REPO / "eval" / "books" / "bicycle-care"
 BOOKTUTOR = [sys.executable, "-m", "booktutor.server.cli"]
 
 MODEL_VARIABLES = (
@@ -220,3 +221,9 @@ def sample_book_index(tmp_path_factory, database_url):
 def astronomy_book_index(tmp_path_factory, database_url):
     """"Under Dark Skies", the backyard-astronomy book written for the third unseen evaluation set."""
     return _ingested(ASTRONOMY_BOOK, tmp_path_factory.mktemp("astronomy-book-home"), database_url)
+
+
+@pytest.fixture(scope="session")
+def bicycle_book_index(tmp_path_factory, database_url):
+    """"Spokes and Chains", a book on bicycle care written with its unseen set, before either was first run."""
+    return _ingested(BICYCLE_BOOK, tmp_path_factory.mktemp("bicycle-book-home"), database_url)

@@ -21,6 +21,7 @@ UNSEEN = {
     "astronomy": (REPO / "eval" / "unseen-backyard-astronomy.jsonl", "astronomy_book_index"),
     "sample, second set": (REPO / "eval" / "unseen-sample-book-2.jsonl", "sample_book_index"),
     "astronomy, second set": (REPO / "eval" / "unseen-backyard-astronomy-2.jsonl", "astronomy_book_index"),
+    "bicycle": (REPO / "eval" / "unseen-bicycle-care.jsonl", "bicycle_book_index"),
 }
 
 # Targets: key terms of the reference found >= 50 % on average, >= 60 % of answers hold half of theirs;
@@ -57,6 +58,12 @@ DEV_MULTI_PAGE_KEY_TERMS = 0.30
 # tests show their limit: 2 of 8 and 1 of 8 answerable questions are declined, over the 5 % target, for a
 # learner's word the book never uses ("ping" for its echo, "joystick" for teleoperation, "plane" for its
 # aircraft) that moves the question away from its passage.
+# The bicycle-care book and its set were written together on 2026-11-28 by someone who had not run the
+# answerer, and committed before their first run: 14 of 22 answers hold half their key terms, none
+# declined, 6 of 6 off-topic and 6 of 8 uncovered questions declined at that run (12 of 14). One of the
+# two it answered rested on a fork's "sag", read as a typo of the book's "bag" since the model's
+# vocabulary has no whole piece for it; once a word English uses counted as a word of its own
+# (OWN_WORD_ZIPF), 13 of 14. The other, training for a century ride, shares the book's words.
 UNSEEN_GUARDS = {
     "book": {"half_or_more": 0.68, "off_topic_declined": 1.0, "not_covered_declined": 0.80},
     "sample": {"half_or_more": 0.85, "off_topic_declined": 1.0, "not_covered_declined": 1.0},
@@ -67,6 +74,7 @@ UNSEEN_GUARDS = {
     "astronomy, second set": {
         "half_or_more": 0.75, "off_topic_declined": None, "not_covered_declined": 0.62, "answerable_declined": 0.125
     },
+    "bicycle": {"half_or_more": 0.63, "off_topic_declined": 1.0, "not_covered_declined": 0.92},
 }
 
 
