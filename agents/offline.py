@@ -478,14 +478,14 @@ def _rests_on_missing_word(
         return spellings(word) if spellings is not None and word in unnamed else []
 
     def dropped_letter(word: str) -> bool:
-        """Whether `word` is a word of the passages, in front of the reader, with a letter left out ("nod" for
-        "node", "sore" for "score"): the commonest slip, and one that often makes another word."""
+        """Whether `word` is a word of the passages, in front of the reader, with a letter left out ("loo" for
+        "loop", "sore" for "score"): the commonest slip, and one that often makes another word."""
         return any(len(spelling) == len(word) + 1 for spelling in set(book_spellings(word)) & passage_words)
 
     def own(word: str) -> bool:
         """Whether `word` is a word of the language, not a misspelling: one the model's vocabulary holds whole
         ("tyre", "lunch"), or one English uses as often as OWN_WORD_ZIPF ("sag", which the vocabulary cuts in
-        pieces) that is not a word of the passages with a letter dropped ("nod")."""
+        pieces) that is not a word of the passages with a letter dropped ("loo" for the "loop" they show)."""
         if is_word is not None and is_word(word):
             return True
         return zipf is not None and zipf(word) >= OWN_WORD_ZIPF and not dropped_letter(word)
