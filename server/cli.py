@@ -308,6 +308,7 @@ def evaluate(
             ("answerable declined (wrong)", lambda r: percent(r["answers"]["answerable_declined"])),
             ("off-topic declined (right)", lambda r: percent(r["answers"]["off_topic_declined"])),
             ("uncovered declined (right)", lambda r: percent(r["answers"]["uncovered_declined"])),
+            ("off-topic and uncovered declined", lambda r: percent(r["answers"]["not_covered_declined"])),
         ]
     for name, cell in rows:
         table.add_row(name, *(cell(report) for report in reports))

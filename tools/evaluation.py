@@ -178,4 +178,8 @@ def _answers(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "off_topic_declined": sum(r["declined"] for r in off_topic) / len(off_topic) if off_topic else None,
         "uncovered": len(uncovered),
         "uncovered_declined": sum(r["declined"] for r in uncovered) / len(uncovered) if uncovered else None,
+        # The two kinds together: what a reader asking outside the book meets, and what the targets are set on.
+        "not_covered_declined": (
+            sum(r["declined"] for r in off_topic + uncovered) / len(off_topic + uncovered) if off_topic or uncovered else None
+        ),
     }

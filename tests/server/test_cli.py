@@ -169,6 +169,9 @@ def test_eval_reports_retrieval_and_answers_per_kind(booktutor):
     assert set(report["by_kind"]) == {"conceptual", "factual", "follow_up", "howto", "multi_page", "paraphrase", "selection"}
     assert report["answers"]["key_terms"] >= 0.5 and report["answers"]["off_topic_declined"] >= 0.9
     assert report["answers"]["uncovered"] == 24 and report["answers"]["uncovered_declined"] is not None
+    answers = report["answers"]  # the two kinds together, as the targets count them
+    together = answers["off_topic"] * answers["off_topic_declined"] + answers["uncovered"] * answers["uncovered_declined"]
+    assert answers["not_covered_declined"] == pytest.approx(together / (answers["off_topic"] + answers["uncovered"]))
     table = booktutor("eval", str(EVAL_SET), str(dev_answers), "--no-answers")
     assert "recall@5" in table.stdout and "MRR" in table.stdout and "paraphrase" in table.stdout
     assert "dev-questions.jsonl" in table.stdout and "dev-answers.jsonl" in table.stdout
