@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import string
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -241,8 +242,10 @@ def extractive_answer(
     whole and cited, or decline when nothing there is close to it (see `OfflineChatModel` for `embeddings`,
     `terms`, `blocks`, `unused`, `spellings`, `is_word`, `zipf` and `word_vectors`; `history` holds the
     reader's earlier questions, oldest first)."""
-    question = context["question"]
     passages = context["passages"]
+    # What the reader has in front of them, as the rare-word test and the spelling of typos read it.
+    passage_texts = [f"{p.get('title') or ''} {p.get('heading') or ''}\n{p['text']}" for p in passages]
+    question = _spelt_as_the_book(context["question"], _words_of(passage_texts), terms, unused, spellings, is_word, zipf)
     selection = context.get("selection")
     if not passages and not selection:
         return NOT_FOUND
@@ -319,7 +322,7 @@ def extractive_answer(
                 is_word,
                 zipf,
                 word_vectors,
-                [f"{p.get('title') or ''} {p.get('heading') or ''}\n{p['text']}" for p in passages],
+                passage_texts,
             )
         ):
             return _decline(passages)
@@ -384,6 +387,88 @@ def _parts(question: str) -> list[str]:
     parts = [p.strip(" ,;?") for p in _PART_BREAK.split(question)]
     parts = [p for p in parts if len(p.split()) >= 3]
     return parts if len(parts) >= 2 else []
+
+
+def _known(word: str, is_word: Callable[[str], bool] | None, zipf: Callable[[str], float] | None) -> bool:
+    """Whether `word` is a word of the language: one the model's vocabulary holds whole ("tyre", "lunch"), or
+    one English uses as often as OWN_WORD_ZIPF ("sag", which the vocabulary cuts in pieces)."""
+    return is_word is not None and is_word(word) or zipf is not None and zipf(word) >= OWN_WORD_ZIPF
+
+
+def _words_of(texts: list[str]) -> set[str]:
+    """The words of `texts`, lowercased."""
+    return {word.lower() for text in texts for word in _WORD.findall(text)}
+
+
+def _slips_of(word: str) -> set[str]:
+    """What a reader may have meant by `word`, one slip away: a letter left out, added or changed, or two
+    neighbours swapped (the index's spellings are found the same way; agents do not import tools)."""
+    cuts = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    return (
+        {a + c + b for a, b in cuts for c in string.ascii_lowercase}
+        | {a + b[1:] for a, b in cuts if b}
+        | {a + c + b[1:] for a, b in cuts if b for c in string.ascii_lowercase}
+        | {a + b[1] + b[0] + b[2:] for a, b in cuts if len(b) > 1}
+    ) - {word}
+
+
+def _slip_of_a_common_word(
+    word: str, terms: Callable[[str], list[str]], is_word: Callable[[str], bool] | None, zipf: Callable[[str], float] | None
+) -> bool:
+    """Whether `word`, not a word of the language itself, is a slip away from one too common for the index to
+    keep ("whqt", "wpen", "ove"): the reader may have meant that word, which the book's spellings never offer."""
+    if (is_word is None and zipf is None) or _known(word, is_word, zipf):
+        return False
+    return any(not terms(slip) and _known(slip, is_word, zipf) for slip in _slips_of(word))
+
+
+def _spelt_as_the_book(
+    question: str,
+    passage_words: set[str],
+    terms: Callable[[str], list[str]],
+    unused: Callable[[list[str]], set[str]] | None,
+    spellings: Callable[[str], list[str]] | None,
+    is_word: Callable[[str], bool] | None,
+    zipf: Callable[[str], float] | None,
+) -> str:
+    """`question` with each word that is neither the book's nor the language's ("itegral", "Nebua") spelt
+    the way the book spells it, when one of the book's words is a letter away: the one with the letter the
+    reader left out (the commonest slip: "plac" is "place" before "plan"), or else, for a word English does
+    not know at all (Zipf 0), the only one ("tooic" is "topic"; "fogs", a rare word, is not "logs"). Read as
+    typed, a short question whose subject is mistyped is as far from the book as an off-topic one, and its
+    passages' units are ranked without its subject. A word stays as typed (and the missing-word test reads
+    it so) when no word is such a spelling, or several are, or a word too common for the index to know is
+    a slip away too ("ove" may be "over" as well as the book's "move"), or when it holds a digit ("1060").
+    One spelling lookup per such word: none in most questions."""
+    if unused is None or spellings is None or (is_word is None and zipf is None):
+        return question
+    typed = {
+        match.group(): found
+        for match in _WORD.finditer(question)
+        if not any(c.isdigit() for c in match.group())
+        and (found := {t for t in terms(match.group()) if len(t) >= MIN_TERM_CHARS})
+        and not _known(match.group().lower(), is_word, zipf)
+    }
+    never = unused(sorted(set().union(*typed.values()))) if typed else set()
+    meant: dict[str, str] = {}
+    for word, found in typed.items():
+        if not found <= never:
+            continue  # the book's own word ("rclpy", "URDF")
+        lower = word.lower()
+        if _slip_of_a_common_word(lower, terms, is_word, zipf):
+            continue  # a word too common for the index to know may be what was meant ("wpen": "when", not "open")
+        # A spelling counts by its analyzer terms, so a stem of the book's ("integre" for its "integration")
+        # is one: only a word of the language, or one the passages use ("odometry", "URDF"), is put in.
+        spelt = [s for s in spellings(lower) if _known(s, is_word, zipf) or s in passage_words]
+        dropped = [spelling for spelling in spelt if len(spelling) == len(word) + 1]
+        if not dropped and zipf is not None and zipf(lower) > 0:
+            continue  # a rare word typed on purpose ("fogs", not the book's "logs"), as far as anyone can tell
+        choice = dropped or spelt
+        if len(choice) == 1:
+            meant[word] = choice[0]
+    if not meant:
+        return question
+    return _WORD.sub(lambda match: meant.get(match.group(), match.group()), question)
 
 
 def _rests_on_missing_word(
@@ -471,7 +556,7 @@ def _rests_on_missing_word(
         if unnamed and unnamed != candidates[0]:
             candidates.append(unnamed)
 
-    passage_words = {word.lower() for text in passage_texts or [] for word in _WORD.findall(text)}
+    passage_words = _words_of(passage_texts or [])
 
     @functools.cache  # a word of several candidates is looked up once
     def book_spellings(word: str) -> list[str]:
@@ -483,16 +568,19 @@ def _rests_on_missing_word(
         return any(len(spelling) == len(word) + 1 for spelling in set(book_spellings(word)) & passage_words)
 
     def own(word: str) -> bool:
-        """Whether `word` is a word of the language, not a misspelling: one the model's vocabulary holds whole
-        ("tyre", "lunch"), or one English uses as often as OWN_WORD_ZIPF ("sag", which the vocabulary cuts in
-        pieces) that is not a word of the passages with a letter dropped ("loo" for the "loop" they show)."""
+        """Whether `word` is a word of the language (`_known`), not a misspelling: a word the model's vocabulary
+        holds whole is; one only English's lists know is, unless it is a word of the passages with a letter
+        dropped ("loo" for the "loop" they show)."""
         if is_word is not None and is_word(word):
             return True
-        return zipf is not None and zipf(word) >= OWN_WORD_ZIPF and not dropped_letter(word)
+        return _known(word, None, zipf) and not dropped_letter(word)
 
     @functools.cache  # a word of several candidates is weighed as a typo (its spellings embedded) once
     def mistyped(word: str) -> bool:
-        """Whether the reader meant one of the book's words and typed `word`."""
+        """Whether the reader meant one of the book's words, or one too common for the index to know ("whqt"
+        for "what"), and typed `word`."""
+        if _slip_of_a_common_word(word, terms, is_word, zipf):
+            return True
         meant = book_spellings(word)
         if not meant or is_word is None and zipf is None:
             return bool(meant)

@@ -280,34 +280,76 @@ BIKE = [
 ]
 
 
-def test_a_word_english_uses_is_not_read_as_a_typo_for_being_out_of_the_models_vocabulary(monkeypatch):
+def reading(passages: list[dict]) -> OfflineChatModel:
+    """The offline model as the graph builds it, with `passages` for the whole book: which words it never
+    uses, and how it spells a word one letter away (as `BookIndex.spellings` does), word lists and vectors."""
     from functools import partial
 
     from wordfreq import zipf_frequency
 
-    from booktutor.agents import offline
     from booktutor.tools.index import _one_letter_away
 
-    book = set(terms(" ".join(f"{p['title']} {p['heading']} {p['text']}" for p in BIKE)))
+    book = set(terms(" ".join(f"{p['title']} {p['heading']} {p['text']}" for p in passages)))
 
-    def spellings(word: str) -> list[str]:  # as the index spells a word the book's way
+    def spellings(word: str) -> list[str]:
         return sorted(s for s in _one_letter_away(word) if set(terms(s)) and set(terms(s)) <= book and set(terms(s)) - set(terms(word)))
 
-    model = OfflineChatModel(
+    return OfflineChatModel(
         embeddings=offline_embeddings(), terms=terms, blocks=blocks, unused=lambda found: set(found) - book,
         spellings=spellings, is_word=vocabulary_words().__contains__, zipf=partial(zipf_frequency, lang="en"),
         word_vectors=offline_embeddings().word_vectors,
     )
+
+
+def test_a_word_english_uses_is_not_read_as_a_typo_for_being_out_of_the_models_vocabulary(monkeypatch):
+    from booktutor.agents import offline
+
+    model = reading(BIKE)
     # "sag" is one letter from the book's "bag", and the model's vocabulary cuts it in pieces, as it does a
     # misspelling; but English uses it (Zipf 3.2), and nothing in the passages is about a fork's sag.
-    assert "sag" not in vocabulary_words() and spellings("sag") == ["bag"]
-    sag = answer_messages(question="How much sag should I set on my mountain bike's suspension fork?", passages=BIKE)
-    assert body_of(model.invoke(sag).content).startswith("The book does not seem to cover this.")
-    # The book's words typed wrong are still the book's.
-    bag = answer_messages(question="What goes in the sadle bag?", passages=BIKE)
-    assert cited(model.invoke(bag).content) == {3}
-    monkeypatch.setattr(offline, "OWN_WORD_ZIPF", 99.0)  # only the vocabulary's whole words as words: "sag" a typo of "bag"
-    assert cited(model.invoke(sag).content) != set()
+    assert "sag" not in vocabulary_words() and model.spellings("sag") == ["bag"]
+    question = "How much sag should I set on my mountain bike's suspension fork?"
+    assert body_of(model.invoke(answer_messages(question=question, passages=BIKE)).content).startswith(
+        "The book does not seem to cover this."
+    )
+    words = set(offline._words_of([p["text"] for p in BIKE]))
+    spell = (model.terms, model.unused, model.spellings, model.is_word, model.zipf)
+    assert offline._spelt_as_the_book(question, words, *spell) == question
+    # With only the vocabulary's whole words as words, the reader would have meant "bag", and get a quote.
+    monkeypatch.setattr(offline, "OWN_WORD_ZIPF", 99.0)
+    assert cited(model.invoke(answer_messages(question=question, passages=BIKE)).content) != set()
+
+
+def test_a_question_whose_subject_is_mistyped_is_read_as_the_book_spells_it(monkeypatch):
+    from booktutor.agents import offline
+
+    model = reading(PASSAGES)
+    unspelt = model.model_copy(update={"spellings": lambda word: []})
+    # Typed this way, nothing in the passages comes close enough to a question this short.
+    for question, right in [("What is a pubisher?", 1), ("What is a tpic?", 1)]:
+        messages = answer_messages(question=question, passages=PASSAGES)
+        assert body_of(unspelt.invoke(messages).content).startswith("The book does not seem to cover this."), question
+        assert cited(model.invoke(messages).content) == {right}, question
+    # A slip of a word too common for the index to keep ("whqt" for "what") is no subject the book lacks.
+    whqt = answer_messages(question="Whqt does a launch file do?", passages=PASSAGES)
+    assert cited(model.invoke(whqt).content) == {3}
+    words = set(offline._words_of([p["text"] for p in PASSAGES]))
+    spell = (model.terms, model.unused, model.spellings, model.is_word, model.zipf)
+    assert offline._spelt_as_the_book("How do subscibers get mesages?", words, *spell) == "How do subscribers get messages?"
+    assert offline._spelt_as_the_book("Does ROS 2 run on a GTX 1060?", words, *spell) == "Does ROS 2 run on a GTX 1060?"
+    # A word one letter short of a word too common for the index to know stays as typed: is "ove" the
+    # book's "move", or "over"?
+    bike = reading(BIKE)
+    bike_words = set(offline._words_of([p["text"] for p in BIKE]))
+    typed = "Can I ove my weight back on descents?"
+    assert "move" in bike.spellings("ove") and "over" in bike_words
+    bike_spell = (bike.terms, bike.unused, bike.spellings, bike.is_word, bike.zipf)
+    assert offline._spelt_as_the_book(typed, bike_words, *bike_spell) == typed
+    assert offline._spelt_as_the_book("Can I mov my weight back?", bike_words, *bike_spell) == "Can I move my weight back?"
+    # Without that reading, "whqt" would be a subject the book never names.
+    monkeypatch.setattr(offline, "_slip_of_a_common_word", lambda *args: False)
+    assert body_of(model.invoke(whqt).content).startswith("The book does not seem to cover this.")
+    assert offline._spelt_as_the_book(typed, bike_words, *bike_spell) != typed
 
 
 def test_invoke_answers_the_final_question_after_history(model):
