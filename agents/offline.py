@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import math
 import re
-import string
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -237,15 +236,18 @@ def extractive_answer(
     is_word: Callable[[str], bool] | None = None,
     zipf: Callable[[str], float] | None = None,
     word_vectors: WordVectors | None = None,
+    common_slips: Callable[[str], set[str]] | None = None,
 ) -> str:
     """Quote the paragraph, list, table rows or code block of the passages that best answers the question,
     whole and cited, or decline when nothing there is close to it (see `OfflineChatModel` for `embeddings`,
-    `terms`, `blocks`, `unused`, `spellings`, `is_word`, `zipf` and `word_vectors`; `history` holds the
+    `terms`, `blocks`, `unused`, `spellings`, `is_word`, `zipf`, `word_vectors` and `common_slips`; `history` holds the
     reader's earlier questions, oldest first)."""
     passages = context["passages"]
     # What the reader has in front of them, as the rare-word test and the spelling of typos read it.
     passage_texts = [f"{p.get('title') or ''} {p.get('heading') or ''}\n{p['text']}" for p in passages]
-    question = _spelt_as_the_book(context["question"], _words_of(passage_texts), terms, unused, spellings, is_word, zipf)
+    question = _spelt_as_the_book(
+        context["question"], _words_of(passage_texts), terms, unused, spellings, is_word, zipf, common_slips
+    )
     selection = context.get("selection")
     if not passages and not selection:
         return NOT_FOUND
@@ -323,6 +325,7 @@ def extractive_answer(
                 zipf,
                 word_vectors,
                 passage_texts,
+                common_slips,
             )
         ):
             return _decline(passages)
@@ -400,26 +403,18 @@ def _words_of(texts: list[str]) -> set[str]:
     return {word.lower() for text in texts for word in _WORD.findall(text)}
 
 
-def _slips_of(word: str) -> set[str]:
-    """What a reader may have meant by `word`, one slip away: a letter left out, added or changed, or two
-    neighbours swapped (the index's spellings are found the same way; agents do not import tools)."""
-    cuts = [(word[:i], word[i:]) for i in range(len(word) + 1)]
-    return (
-        {a + c + b for a, b in cuts for c in string.ascii_lowercase}
-        | {a + b[1:] for a, b in cuts if b}
-        | {a + c + b[1:] for a, b in cuts if b for c in string.ascii_lowercase}
-        | {a + b[1] + b[0] + b[2:] for a, b in cuts if len(b) > 1}
-    ) - {word}
-
-
 def _slip_of_a_common_word(
-    word: str, terms: Callable[[str], list[str]], is_word: Callable[[str], bool] | None, zipf: Callable[[str], float] | None
+    word: str,
+    common_slips: Callable[[str], set[str]] | None,
+    is_word: Callable[[str], bool] | None,
+    zipf: Callable[[str], float] | None,
 ) -> bool:
     """Whether `word`, not a word of the language itself, is a slip away from one too common for the index to
-    keep ("whqt", "wpen", "ove"): the reader may have meant that word, which the book's spellings never offer."""
-    if (is_word is None and zipf is None) or _known(word, is_word, zipf):
+    keep (`common_slips`: "whqt", "wpen", "ove"): the reader may have meant that word, which the book's
+    spellings never offer."""
+    if common_slips is None or (is_word is None and zipf is None) or _known(word, is_word, zipf):
         return False
-    return any(not terms(slip) and _known(slip, is_word, zipf) for slip in _slips_of(word))
+    return bool(common_slips(word))
 
 
 def _spelt_as_the_book(
@@ -430,6 +425,7 @@ def _spelt_as_the_book(
     spellings: Callable[[str], list[str]] | None,
     is_word: Callable[[str], bool] | None,
     zipf: Callable[[str], float] | None,
+    common_slips: Callable[[str], set[str]] | None = None,
 ) -> str:
     """`question` with each word that is neither the book's nor the language's ("itegral", "Nebua") spelt
     the way the book spells it, when one of the book's words is a letter away: the one with the letter the
@@ -455,7 +451,7 @@ def _spelt_as_the_book(
         if not found <= never:
             continue  # the book's own word ("rclpy", "URDF")
         lower = word.lower()
-        if _slip_of_a_common_word(lower, terms, is_word, zipf):
+        if _slip_of_a_common_word(lower, common_slips, is_word, zipf):
             continue  # a word too common for the index to know may be what was meant ("wpen": "when", not "open")
         # A spelling counts by its analyzer terms, so a stem of the book's ("integre" for its "integration")
         # is one: only a word of the language, or one the passages use ("odometry", "URDF"), is put in.
@@ -484,6 +480,7 @@ def _rests_on_missing_word(
     zipf: Callable[[str], float] | None = None,
     word_vectors: WordVectors | None = None,
     passage_texts: list[str] | None = None,
+    common_slips: Callable[[str], set[str]] | None = None,
 ) -> bool:
     """Whether the question is about something the book never names: what carries most of its meaning is
     words the passages (`found` holds their terms) never use. Two candidates are weighed: the heaviest
@@ -579,7 +576,7 @@ def _rests_on_missing_word(
     def mistyped(word: str) -> bool:
         """Whether the reader meant one of the book's words, or one too common for the index to know ("whqt"
         for "what"), and typed `word`."""
-        if _slip_of_a_common_word(word, terms, is_word, zipf):
+        if _slip_of_a_common_word(word, common_slips, is_word, zipf):
             return True
         meant = book_spellings(word)
         if not meant or is_word is None and zipf is None:
@@ -732,6 +729,9 @@ class OfflineChatModel(BaseChatModel):
     word_vectors: WordVectors | None = None
     """Texts' words in context (`MiniLMEmbeddings.word_vectors`): whether a word of the question is in the
     passages in other words."""
+    common_slips: Callable[[str], set[str]] | None = None
+    """The words too common for the index to keep that a word is one letter from ("whqt": "what"). None: a
+    word the book's spellings do not explain is read as typed."""
     model_name: str = OFFLINE_MODEL_NAME
     _remembered: _RememberedVectors = PrivateAttr()
 
@@ -765,6 +765,7 @@ class OfflineChatModel(BaseChatModel):
             is_word=self.is_word,
             zipf=self.zipf,
             word_vectors=self.word_vectors,
+            common_slips=self.common_slips,
         )
         return f"{answer}\n\n{OFFLINE_LABEL}"
 

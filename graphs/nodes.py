@@ -28,7 +28,7 @@ from booktutor.tools.index import BookIndex
 from booktutor.tools.markdown import blocks
 from booktutor.tools.personalization import build_rewrite_tool, looks_like_follow_up
 from booktutor.tools.retrieval import build_search_tool
-from booktutor.tools.sparse import terms
+from booktutor.tools.sparse import stopword_slips, terms
 from booktutor.tools.translation import LANGUAGES, build_translate_tool, language_info
 
 TURN_INPUTS = ("selected_text", "page", "language")
@@ -184,6 +184,7 @@ def offline_answer_model(index: BookIndex | None = None) -> OfflineChatModel:
         is_word=vocabulary_words().__contains__,
         zipf=partial(zipf_frequency, lang="en"),
         word_vectors=offline_embeddings().word_vectors,
+        common_slips=stopword_slips,
     )
 
 

@@ -25,7 +25,7 @@ from langchain_core.embeddings import Embeddings
 from booktutor.tools.edge_client import EdgeClient, EdgeFolderLocked
 from booktutor.tools.embeddings import get_embeddings
 from booktutor.tools.errors import BookIndexError
-from booktutor.tools.sparse import BM25SparseEmbeddings, terms
+from booktutor.tools.sparse import BM25SparseEmbeddings, one_letter_away, terms
 
 if TYPE_CHECKING:
     from booktutor.tools.qdrant_server import QdrantServer
@@ -368,7 +368,7 @@ class BookIndex:
         own = set(terms(word))
         # Every term of a spelling must be the book's: "micro-qos" changes the "ros" of "micro-ROS" into a
         # term the book uses, but its "micro" is still one the book never does.
-        spelt = {spelling: set(terms(spelling)) for spelling in _one_letter_away(word) - {word}}
+        spelt = {spelling: set(terms(spelling)) for spelling in one_letter_away(word) - {word}}
         used = self._used_terms(sorted(set().union(*spelt.values())))
         return sorted(spelling for spelling, found in spelt.items() if found - own and found <= used)
 
@@ -426,18 +426,6 @@ class BookIndex:
         # A selection that spans a chunk boundary also pulls in its neighbour.
         also = [p for p in ranked[1:3] if p["path"] == best["path"] and overlap(p) >= 0.6]
         return [{**best, "score": 1.0}, *also]
-
-
-def _one_letter_away(word: str) -> set[str]:
-    """Every spelling one edit from `word`: a letter dropped, added or changed, or two neighbours swapped."""
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
-    return (
-        {a + b[1:] for a, b in splits if b}
-        | {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
-        | {a + c + b[1:] for a, b in splits if b for c in letters}
-        | {a + c + b for a, b in splits for c in letters}
-    )
 
 
 def _path_is(path: str) -> qe.FieldCondition:

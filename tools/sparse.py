@@ -54,6 +54,24 @@ def terms(text: str) -> list[str]:
     return [_stem(w) for w in _TOKEN.findall(text.lower()) if w not in _STOPWORDS and len(w) < 40]
 
 
+def one_letter_away(word: str) -> set[str]:
+    """Every spelling one edit from `word`: a letter dropped, added or changed, or two neighbours swapped."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    return (
+        {a + b[1:] for a, b in splits if b}
+        | {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+        | {a + c + b[1:] for a, b in splits if b for c in letters}
+        | {a + c + b for a, b in splits for c in letters}
+    )
+
+
+def stopword_slips(word: str) -> set[str]:
+    """The words too common to be terms that `word` is one edit from ("whqt": "what"): what a reader may
+    have meant that no spelling of the book's words can offer."""
+    return one_letter_away(word.lower()) & _STOPWORDS
+
+
 @lru_cache(maxsize=65536)
 def _term_index(term: str) -> int:
     return int.from_bytes(blake2b(term.encode(), digest_size=4).digest(), "big") & 0x7FFFFFFF

@@ -287,17 +287,17 @@ def reading(passages: list[dict]) -> OfflineChatModel:
 
     from wordfreq import zipf_frequency
 
-    from booktutor.tools.index import _one_letter_away
+    from booktutor.tools.sparse import one_letter_away, stopword_slips
 
     book = set(terms(" ".join(f"{p['title']} {p['heading']} {p['text']}" for p in passages)))
 
     def spellings(word: str) -> list[str]:
-        return sorted(s for s in _one_letter_away(word) if set(terms(s)) and set(terms(s)) <= book and set(terms(s)) - set(terms(word)))
+        return sorted(s for s in one_letter_away(word) if set(terms(s)) and set(terms(s)) <= book and set(terms(s)) - set(terms(word)))
 
     return OfflineChatModel(
         embeddings=offline_embeddings(), terms=terms, blocks=blocks, unused=lambda found: set(found) - book,
         spellings=spellings, is_word=vocabulary_words().__contains__, zipf=partial(zipf_frequency, lang="en"),
-        word_vectors=offline_embeddings().word_vectors,
+        word_vectors=offline_embeddings().word_vectors, common_slips=stopword_slips,
     )
 
 
@@ -313,7 +313,7 @@ def test_a_word_english_uses_is_not_read_as_a_typo_for_being_out_of_the_models_v
         "The book does not seem to cover this."
     )
     words = set(offline._words_of([p["text"] for p in BIKE]))
-    spell = (model.terms, model.unused, model.spellings, model.is_word, model.zipf)
+    spell = (model.terms, model.unused, model.spellings, model.is_word, model.zipf, model.common_slips)
     assert offline._spelt_as_the_book(question, words, *spell) == question
     # With only the vocabulary's whole words as words, the reader would have meant "bag", and get a quote.
     monkeypatch.setattr(offline, "OWN_WORD_ZIPF", 99.0)
@@ -334,7 +334,7 @@ def test_a_question_whose_subject_is_mistyped_is_read_as_the_book_spells_it(monk
     whqt = answer_messages(question="Whqt does a launch file do?", passages=PASSAGES)
     assert cited(model.invoke(whqt).content) == {3}
     words = set(offline._words_of([p["text"] for p in PASSAGES]))
-    spell = (model.terms, model.unused, model.spellings, model.is_word, model.zipf)
+    spell = (model.terms, model.unused, model.spellings, model.is_word, model.zipf, model.common_slips)
     assert offline._spelt_as_the_book("How do subscibers get mesages?", words, *spell) == "How do subscribers get messages?"
     assert offline._spelt_as_the_book("Does ROS 2 run on a GTX 1060?", words, *spell) == "Does ROS 2 run on a GTX 1060?"
     # A word one letter short of a word too common for the index to know stays as typed: is "ove" the
@@ -343,7 +343,7 @@ def test_a_question_whose_subject_is_mistyped_is_read_as_the_book_spells_it(monk
     bike_words = set(offline._words_of([p["text"] for p in BIKE]))
     typed = "Can I ove my weight back on descents?"
     assert "move" in bike.spellings("ove") and "over" in bike_words
-    bike_spell = (bike.terms, bike.unused, bike.spellings, bike.is_word, bike.zipf)
+    bike_spell = (bike.terms, bike.unused, bike.spellings, bike.is_word, bike.zipf, bike.common_slips)
     assert offline._spelt_as_the_book(typed, bike_words, *bike_spell) == typed
     assert offline._spelt_as_the_book("Can I mov my weight back?", bike_words, *bike_spell) == "Can I move my weight back?"
     # Without that reading, "whqt" would be a subject the book never names.
